@@ -1,0 +1,585 @@
+//! The configuration file (TOML): serde structs with defaults, and `validate()`, which
+//! reports every error at once, each naming the key that is wrong.
+//!
+//! Unknown keys are errors (a typo must not silently fall back to a default).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::Address;
+use crate::connectors::sdp::parlayx::Version;
+use crate::sim::SimConfig;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's id (0-1023): part of every message id, so nodes sharing a store differ.
+    pub node_id: u16,
+    /// How long a SIGTERM/SIGINT waits for in-flight work before exiting, in seconds.
+    pub drain_timeout_secs: u64,
+    pub http: HttpConfig,
+    pub store: StoreConfig,
+    pub queues: QueueConfig,
+    pub retry: RetryConfig,
+    pub sdp: SdpConfig,
+    pub im: WebhookConfig,
+    pub reports: WebhookConfig,
+    pub mo: MoConfig,
+    pub directory: DirectoryConfig,
+    /// The built-in SDP simulator, run inside the gateway process (local trial).
+    pub simulator: EmbeddedSim,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: 0,
+            drain_timeout_secs: 10,
+            http: HttpConfig::default(),
+            store: StoreConfig::default(),
+            queues: QueueConfig::default(),
+            retry: RetryConfig::default(),
+            sdp: SdpConfig::default(),
+            im: WebhookConfig::default(),
+            reports: WebhookConfig::default(),
+            mo: MoConfig::default(),
+            directory: DirectoryConfig::default(),
+            simulator: EmbeddedSim::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The HTTP server: API, SDP callbacks, metrics, health.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// The base URL under which the SDP reaches this gateway (receiptRequest endpoints).
+    /// Defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Largest request body accepted, in bytes (`413 payload_too_large` above it).
+    pub max_body_bytes: usize,
+    /// Seconds a client is told to wait (`Retry-After`) when a queue is full.
+    pub retry_after_secs: u64,
+    /// API clients, each with its bearer token and the sender addresses it may use.
+    pub clients: Vec<ClientConfig>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            max_body_bytes: 1024 * 1024,
+            retry_after_secs: 1,
+            clients: Vec::new(),
+        }
+    }
+}
+
+/// An API client.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    pub name: String,
+    /// The bearer token (`Authorization: Bearer <token>`).
+    pub token: String,
+    /// Sender address patterns this client may use as `from`; one `*` wildcard allowed
+    /// (`im:*@im.example.org`, `app:wx1234`).
+    pub senders: Vec<String>,
+}
+
+/// The durable store.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite` (embedded, one file, WAL).
+    pub backend: String,
+    /// The SQLite file.
+    pub path: PathBuf,
+    /// `full` (fsync at every group commit: survives power loss) or `normal` (survives a
+    /// process crash; a power loss may lose the last commits).
+    pub synchronous: String,
+    /// Most writes folded into one commit.
+    pub batch_max: usize,
+    /// Capacity of the queue in front of the writer.
+    pub writer_queue: usize,
+    /// Read connections.
+    pub readers: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: "sqlite".into(),
+            path: PathBuf::from("./var/switchboard.db"),
+            synchronous: "full".into(),
+            batch_max: 1024,
+            writer_queue: 8192,
+            readers: 4,
+        }
+    }
+}
+
+/// Capacities of the bounded queues between the stages.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// receive → auth.
+    pub auth: usize,
+    /// auth → process.
+    pub process: usize,
+    /// process → dispatch, per channel.
+    pub dispatch: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            auth: 2048,
+            process: 2048,
+            dispatch: 2048,
+        }
+    }
+}
+
+/// Retries of transient failures.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts before a recipient fails for good.
+    pub max_attempts: u32,
+    /// First backoff, in milliseconds; doubled at each attempt, with jitter.
+    pub initial_backoff_ms: u64,
+    /// Backoff ceiling, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Time to live of a message, in seconds: past it, an unsent recipient expires.
+    pub ttl_secs: u64,
+    /// How often the store is polled for recipients whose next attempt is due, in ms.
+    pub poll_interval_ms: u64,
+    /// Most recipients taken from the store per poll.
+    pub poll_batch: usize,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 10,
+            initial_backoff_ms: 1000,
+            max_backoff_ms: 300_000,
+            ttl_secs: 86_400,
+            poll_interval_ms: 200,
+            poll_batch: 512,
+        }
+    }
+}
+
+/// The operator's SDP (SMS over Parlay X).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SdpConfig {
+    /// The SendSms endpoint. Empty: SMS recipients are held.
+    pub send_sms_url: String,
+    /// Parlay X version of the namespaces (`v2_2` or `v2_1`).
+    pub version: Version,
+    /// The service number; each Internet-side party is sent from service number +
+    /// extension, and replies to that sub-address find their way back.
+    pub service_number: String,
+    /// Concurrent sendSms requests.
+    pub concurrency: usize,
+    /// Per-request timeout, in milliseconds.
+    pub timeout_ms: u64,
+    /// The China-operator `RequestSOAPHeader`, when the SDP wants one.
+    pub header: Option<SdpHeaderConfig>,
+}
+
+impl Default for SdpConfig {
+    fn default() -> Self {
+        SdpConfig {
+            send_sms_url: String::new(),
+            version: Version::default(),
+            service_number: "10658000".into(),
+            concurrency: 64,
+            timeout_ms: 10_000,
+            header: None,
+        }
+    }
+}
+
+/// The `RequestSOAPHeader` credentials.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SdpHeaderConfig {
+    pub sp_id: String,
+    /// Plain password; the header carries MD5(spId + password + timeStamp).
+    pub password: String,
+    pub service_id: String,
+    /// `FA`; defaults to the destination (`OA`).
+    pub fa: Option<String>,
+}
+
+/// An HTTP webhook sink (IM server, report callbacks).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where `im:` messages are POSTed (for `[im]`); unused for `[reports]`, whose URL is
+    /// each origin's `report_url`. Empty: IM recipients are held.
+    pub url: String,
+    /// Domains whose bare addresses in an MO text are IM users.
+    pub domains: Vec<String>,
+    pub concurrency: usize,
+    pub timeout_ms: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            url: String::new(),
+            domains: Vec::new(),
+            concurrency: 32,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Routing of mobile-originated SMS.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MoConfig {
+    /// Where an MO goes that neither reply routing nor its first word can place.
+    pub default_route: Option<String>,
+}
+
+/// Static parts of the user directory.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// Recipients that opted out: messages to them fail with `opted_out`.
+    pub opt_outs: Vec<String>,
+    /// Most messages per second one origin may send (0: no limit).
+    pub rate_per_origin: u32,
+    /// Groups and their members.
+    pub groups: Vec<GroupConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupConfig {
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+/// The simulator inside the gateway process.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedSim {
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub sim: SimConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `switchboard=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// A config file that could not be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}: {1}")]
+    Parse(PathBuf, String),
+    #[error("{} error(s):\n  {}", .0.len(), .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        let cfg = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse(_, m) => ConfigError::Parse(path.to_path_buf(), m),
+            other => other,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
+        let errors = cfg.validate();
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+
+    /// Every problem, each naming its key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        if self.node_id > 1023 {
+            e.push("node_id: must be 0-1023".to_string());
+        }
+        if self.drain_timeout_secs == 0 {
+            e.push("drain_timeout_secs: must be at least 1".into());
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            e.push(format!(
+                "http.listen: {:?} is not an address:port",
+                self.http.listen
+            ));
+        }
+        if let Some(u) = &self.http.public_url
+            && !is_http_url(u)
+        {
+            e.push(format!("http.public_url: {u:?} is not an http(s) URL"));
+        }
+        if self.http.max_body_bytes < 1024 {
+            e.push("http.max_body_bytes: must be at least 1024".into());
+        }
+        let mut tokens = std::collections::HashSet::new();
+        for (i, c) in self.http.clients.iter().enumerate() {
+            let key = format!("http.clients[{i}]");
+            if c.name.is_empty() {
+                e.push(format!("{key}.name: must not be empty"));
+            }
+            if c.token.len() < 8 {
+                e.push(format!("{key}.token: must be at least 8 characters"));
+            }
+            if !tokens.insert(&c.token) {
+                e.push(format!("{key}.token: the same token is given to two clients"));
+            }
+            if c.senders.is_empty() {
+                e.push(format!(
+                    "{key}.senders: list the sender addresses this client may use"
+                ));
+            }
+            for (j, s) in c.senders.iter().enumerate() {
+                if s.matches('*').count() > 1 {
+                    e.push(format!("{key}.senders[{j}]: at most one '*' wildcard"));
+                } else if !s.contains('*') && Address::parse_user(s).is_err() {
+                    e.push(format!("{key}.senders[{j}]: {s:?} is not an address"));
+                }
+            }
+        }
+        if self.store.backend != "sqlite" {
+            e.push(format!(
+                "store.backend: {:?} is not supported (sqlite)",
+                self.store.backend
+            ));
+        }
+        if self.store.path.as_os_str().is_empty() {
+            e.push("store.path: must not be empty".into());
+        }
+        if !matches!(self.store.synchronous.as_str(), "full" | "normal") {
+            e.push(format!(
+                "store.synchronous: {:?} must be \"full\" or \"normal\"",
+                self.store.synchronous
+            ));
+        }
+        positive(&mut e, "store.batch_max", self.store.batch_max);
+        positive(&mut e, "store.writer_queue", self.store.writer_queue);
+        positive(&mut e, "store.readers", self.store.readers);
+        positive(&mut e, "queues.auth", self.queues.auth);
+        positive(&mut e, "queues.process", self.queues.process);
+        positive(&mut e, "queues.dispatch", self.queues.dispatch);
+        if self.retry.max_attempts == 0 {
+            e.push("retry.max_attempts: must be at least 1".into());
+        }
+        if self.retry.initial_backoff_ms == 0 {
+            e.push("retry.initial_backoff_ms: must be at least 1".into());
+        }
+        if self.retry.max_backoff_ms < self.retry.initial_backoff_ms {
+            e.push("retry.max_backoff_ms: must be at least retry.initial_backoff_ms".into());
+        }
+        if self.retry.ttl_secs == 0 {
+            e.push("retry.ttl_secs: must be at least 1".into());
+        }
+        if self.retry.poll_interval_ms == 0 {
+            e.push("retry.poll_interval_ms: must be at least 1".into());
+        }
+        positive(&mut e, "retry.poll_batch", self.retry.poll_batch);
+        if !self.sdp.send_sms_url.is_empty() && !is_http_url(&self.sdp.send_sms_url) {
+            e.push(format!(
+                "sdp.send_sms_url: {:?} is not an http(s) URL",
+                self.sdp.send_sms_url
+            ));
+        }
+        if self.sdp.service_number.is_empty()
+            || !self.sdp.service_number.chars().all(|c| c.is_ascii_digit())
+        {
+            e.push(format!(
+                "sdp.service_number: {:?} must be digits",
+                self.sdp.service_number
+            ));
+        }
+        positive(&mut e, "sdp.concurrency", self.sdp.concurrency);
+        if self.sdp.timeout_ms == 0 {
+            e.push("sdp.timeout_ms: must be at least 1".into());
+        }
+        if let Some(h) = &self.sdp.header {
+            for (k, v) in [
+                ("sp_id", &h.sp_id),
+                ("password", &h.password),
+                ("service_id", &h.service_id),
+            ] {
+                if v.is_empty() {
+                    e.push(format!("sdp.header.{k}: must not be empty"));
+                }
+            }
+        }
+        for (name, w) in [("im", &self.im), ("reports", &self.reports)] {
+            if !w.url.is_empty() && !is_http_url(&w.url) {
+                e.push(format!("{name}.url: {:?} is not an http(s) URL", w.url));
+            }
+            positive(&mut e, &format!("{name}.concurrency"), w.concurrency);
+            if w.timeout_ms == 0 {
+                e.push(format!("{name}.timeout_ms: must be at least 1"));
+            }
+        }
+        if let Some(r) = &self.mo.default_route
+            && Address::parse_user(r).is_err()
+        {
+            e.push(format!("mo.default_route: {r:?} is not an address"));
+        }
+        for (i, a) in self.directory.opt_outs.iter().enumerate() {
+            if Address::parse_user(a).is_err() {
+                e.push(format!("directory.opt_outs[{i}]: {a:?} is not an address"));
+            }
+        }
+        for (i, g) in self.directory.groups.iter().enumerate() {
+            if Address::parse_user(&format!("group:{}", g.name)).is_err() {
+                e.push(format!(
+                    "directory.groups[{i}].name: {:?} is not a group name",
+                    g.name
+                ));
+            }
+            for (j, m) in g.members.iter().enumerate() {
+                match Address::parse_user(m) {
+                    Ok(Address::Group(_)) => e.push(format!(
+                        "directory.groups[{i}].members[{j}]: groups may not contain groups"
+                    )),
+                    Ok(_) => {}
+                    Err(err) => e.push(format!("directory.groups[{i}].members[{j}]: {err}")),
+                }
+            }
+        }
+        if self.simulator.enabled {
+            if self.simulator.sim.listen.parse::<SocketAddr>().is_err() {
+                e.push(format!(
+                    "simulator.listen: {:?} is not an address:port",
+                    self.simulator.sim.listen
+                ));
+            }
+            for msg in self.simulator.sim.validate() {
+                e.push(format!("simulator.{}", msg.trim_start_matches("sim.")));
+            }
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            e.push(format!(
+                "log.format: {:?} must be \"text\" or \"json\"",
+                self.log.format
+            ));
+        }
+        e
+    }
+
+    /// The base URL the SDP uses to reach this gateway.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.http.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+fn positive(e: &mut Vec<String>, key: &str, v: usize) {
+    if v == 0 {
+        e.push(format!("{key}: must be at least 1"));
+    }
+}
+
+fn is_http_url(u: &str) -> bool {
+    (u.starts_with("http://") || u.starts_with("https://")) && u.len() > 8 && !u.contains(' ')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_configs_are_valid() {
+        for path in [
+            "config/switchboard.toml",
+            "config/production.toml",
+        ] {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+            if let Err(e) = Config::load(&p) {
+                panic!("{path}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_key() {
+        let text = r#"
+            node_id = 5000
+            [http]
+            listen = "nowhere"
+            [[http.clients]]
+            name = ""
+            token = "short"
+            senders = ["fax:1"]
+            [queues]
+            auth = 0
+            [sdp]
+            send_sms_url = "ftp://x"
+            service_number = "12ab"
+        "#;
+        let Err(ConfigError::Invalid(errs)) = Config::parse(text) else {
+            panic!("expected invalid config");
+        };
+        let all = errs.join("\n");
+        for key in [
+            "node_id",
+            "http.listen",
+            "http.clients[0].name",
+            "http.clients[0].token",
+            "http.clients[0].senders[0]",
+            "queues.auth",
+            "sdp.send_sms_url",
+            "sdp.service_number",
+        ] {
+            assert!(all.contains(key), "missing {key} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::parse("[http]\nlisten_on = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(err.to_string().contains("listen_on"), "{err}");
+    }
+}

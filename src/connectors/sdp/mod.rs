@@ -1,0 +1,197 @@
+//! The operator's SDP: SMS out over Parlay X `sendSms` (SOAP 1.1 over HTTP).
+//!
+//! Classification of results (decides retry vs failure report):
+//! - HTTP 2xx with a `sendSmsResponse`: sent; its `result` is kept as the remote id.
+//! - A SOAP fault `SVC0001` (service error), HTTP 5xx without a fault, timeouts, refused
+//!   or reset connections: temporary.
+//! - Any `POLxxxx` fault and every other `SVCxxxx` fault, other 4xx: permanent.
+
+pub mod parlayx;
+
+use std::time::{Duration, Instant};
+
+use parlayx::{ReceiptRequest, RequestHeader, SendSms, SoapError, Version};
+
+use super::{SinkError, Sent, classify_reqwest};
+use crate::config::SdpConfig;
+
+/// Largest SDP response body read.
+const MAX_RESPONSE: usize = 256 * 1024;
+
+/// A Parlay X SendSms client.
+#[derive(Clone)]
+pub struct SdpClient {
+    client: reqwest::Client,
+    cfg: SdpConfig,
+    /// The gateway's SmsNotification endpoint, given as `receiptRequest/endpoint`.
+    notify_endpoint: String,
+}
+
+/// One SMS to send.
+pub struct SmsRequest<'a> {
+    /// E.164 with `+`.
+    pub to: &'a str,
+    /// Sender sub-address (service number + extension).
+    pub sender: Option<&'a str>,
+    pub text: &'a str,
+    /// The recipient id: comes back in the delivery receipt.
+    pub correlator: &'a str,
+}
+
+impl SdpClient {
+    pub fn new(cfg: SdpConfig, notify_endpoint: String) -> SdpClient {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(cfg.timeout_ms))
+            .pool_max_idle_per_host(cfg.concurrency)
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        SdpClient {
+            client,
+            cfg,
+            notify_endpoint,
+        }
+    }
+
+    pub fn version(&self) -> Version {
+        self.cfg.version
+    }
+
+    /// Builds the SOAP request for one SMS.
+    pub fn encode(&self, req: &SmsRequest<'_>) -> String {
+        let tel = format!("tel:{}", req.to);
+        let header = self.cfg.header.as_ref().map(|h| {
+            let ts = parlayx::timestamp_now();
+            let fa = h.fa.clone().unwrap_or_else(|| tel.clone());
+            RequestHeader::with_password(&h.sp_id, &h.password, &h.service_id, &ts, &tel, &fa)
+        });
+        let send = SendSms {
+            addresses: vec![tel],
+            sender_name: req.sender.map(str::to_string),
+            message: req.text.to_string(),
+            receipt_request: Some(ReceiptRequest {
+                endpoint: self.notify_endpoint.clone(),
+                interface_name: "SmsNotification".into(),
+                correlator: req.correlator.to_string(),
+            }),
+            header,
+        };
+        parlayx::encode_send_sms(self.cfg.version, &send)
+    }
+
+    /// Sends one SMS; `Ok` carries the SDP's request id.
+    pub async fn send(&self, req: &SmsRequest<'_>) -> Result<Sent, SinkError> {
+        let body = self.encode(req);
+        let started = Instant::now();
+        let result = self.post(body).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(SinkError::Transient(_)) => "transient",
+            Err(SinkError::Permanent(_)) => "permanent",
+        };
+        metrics::histogram!("switchboard_sdp_request_duration_seconds", "operation" => "sendSms", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn post(&self, body: String) -> Result<Sent, SinkError> {
+        let mut resp = self
+            .client
+            .post(&self.cfg.send_sms_url)
+            .header(http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .header("SOAPAction", "\"\"")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify_reqwest(&e))?;
+        let status = resp.status();
+        let mut buf = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| classify_reqwest(&e))? {
+            if buf.len() + chunk.len() > MAX_RESPONSE {
+                return Err(SinkError::Transient(format!(
+                    "SDP response larger than {MAX_RESPONSE} bytes"
+                )));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        classify_response(status, &buf)
+    }
+}
+
+/// Turns an SDP HTTP response into a result (see the module doc for the rules).
+pub fn classify_response(status: http::StatusCode, body: &[u8]) -> Result<Sent, SinkError> {
+    if status.is_success() {
+        return match parlayx::decode_send_sms_response(body) {
+            Ok(id) => Ok(Sent {
+                remote_id: Some(id),
+                final_word: false,
+            }),
+            Err(SoapError::Fault(f)) => Err(classify_fault(&f)),
+            Err(e) => Err(SinkError::Transient(format!(
+                "unreadable sendSms response: {e}"
+            ))),
+        };
+    }
+    match parlayx::decode_fault(body) {
+        Ok(f) => Err(classify_fault(&f)),
+        Err(_) if status.is_server_error() => Err(SinkError::Transient(format!(
+            "SDP answered HTTP {}",
+            status.as_u16()
+        ))),
+        Err(_) if status == http::StatusCode::TOO_MANY_REQUESTS
+            || status == http::StatusCode::REQUEST_TIMEOUT =>
+        {
+            Err(SinkError::Transient(format!(
+                "SDP answered HTTP {}",
+                status.as_u16()
+            )))
+        }
+        Err(_) => Err(SinkError::Permanent(format!(
+            "SDP answered HTTP {}",
+            status.as_u16()
+        ))),
+    }
+}
+
+/// SVC0001 (a service error on the SDP's side) is worth a retry; every other Parlay X
+/// exception is about the request itself or the SP's policy and will not change.
+pub fn classify_fault(f: &parlayx::Fault) -> SinkError {
+    match f.message_id() {
+        Some("SVC0001") => SinkError::Transient(f.to_string()),
+        Some(_) => SinkError::Permanent(f.to_string()),
+        // A fault with no Parlay X detail: a server fault may pass, a client fault won't.
+        None if f.faultcode.ends_with("Server") => SinkError::Transient(f.to_string()),
+        None => SinkError::Permanent(f.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parlayx::Fault;
+
+    #[test]
+    fn faults_are_classified() {
+        assert!(classify_fault(&Fault::service("SVC0001", "busy", vec![])).is_transient());
+        assert!(!classify_fault(&Fault::service("SVC0002", "bad", vec![])).is_transient());
+        assert!(!classify_fault(&Fault::policy("POL0003", "too many", vec![])).is_transient());
+    }
+
+    #[test]
+    fn http_statuses_are_classified() {
+        let t = |code: u16| {
+            classify_response(http::StatusCode::from_u16(code).unwrap(), b"oops")
+                .unwrap_err()
+                .is_transient()
+        };
+        assert!(t(503));
+        assert!(t(500));
+        assert!(t(429));
+        assert!(!t(404));
+        assert!(!t(400));
+        let fault = parlayx::encode_fault(&Fault::policy("POL0001", "no", vec![]));
+        let e = classify_response(http::StatusCode::INTERNAL_SERVER_ERROR, fault.as_bytes())
+            .unwrap_err();
+        assert!(!e.is_transient(), "{e}");
+    }
+}

@@ -1,0 +1,163 @@
+//! Assembling and running a gateway: store, stages, sinks, HTTP server and (for the local
+//! trial) the built-in SDP simulator.
+//!
+//! `run` takes listeners that are already bound, so tests bind port 0 and run many gateways
+//! in one process. Stopping is `shutdown.cancel()`: the HTTP server stops accepting, the
+//! stages drain within `drain_timeout_secs`, what is left is logged (it stays in the store
+//! and goes out after the next start), and `run` returns.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::connectors::im::WebhookSink;
+use crate::connectors::sdp::SdpClient;
+use crate::http::{AppState, NOTIFY_PATH};
+use crate::message::IdGen;
+use crate::pipeline::{self, Ctx, Sinks};
+use crate::store::{Store, StoreError};
+
+/// The sockets a gateway serves, bound by the caller.
+pub struct Listeners {
+    pub http: TcpListener,
+    /// For the embedded simulator, when `[simulator] enabled = true`.
+    pub sim: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds what the config names.
+    pub async fn bind(cfg: &Config) -> std::io::Result<Listeners> {
+        let http = TcpListener::bind(&cfg.http.listen).await?;
+        let sim = if cfg.simulator.enabled {
+            Some(TcpListener::bind(&cfg.simulator.sim.listen).await?)
+        } else {
+            None
+        };
+        Ok(Listeners { http, sim })
+    }
+}
+
+/// Why the gateway could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Runs a gateway until `shutdown` is cancelled, then drains and returns.
+pub async fn run(
+    mut cfg: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let metrics = crate::telemetry::metrics_handle();
+    let http_addr: SocketAddr = listeners.http.local_addr()?;
+    let public = cfg.public_url(http_addr);
+    let notify_endpoint = format!("{public}{NOTIFY_PATH}");
+    let aux = TaskTracker::new();
+    let aux_stop = CancellationToken::new();
+
+    if cfg.simulator.enabled {
+        let sim_listener = listeners
+            .sim
+            .ok_or_else(|| RunError::Setup("the simulator is enabled but has no listener".into()))?;
+        let sim_addr = sim_listener.local_addr()?;
+        if cfg.sdp.send_sms_url.is_empty() {
+            cfg.sdp.send_sms_url = format!("http://{sim_addr}{}", crate::sim::SEND_SMS_PATH);
+        }
+        let mut sim_cfg = cfg.simulator.sim.clone();
+        sim_cfg.notify_url.get_or_insert_with(|| notify_endpoint.clone());
+        tracing::info!(listen = %sim_addr, "built-in SDP simulator running");
+        let stop = aux_stop.clone();
+        aux.spawn(async move {
+            if let Err(e) = crate::sim::serve(sim_listener, sim_cfg, stop).await {
+                tracing::error!(error = %e, "SDP simulator stopped");
+            }
+        });
+    }
+    aux.spawn(crate::telemetry::upkeep(metrics.clone(), aux_stop.clone()));
+
+    let cfg = Arc::new(cfg);
+    let ids = Arc::new(IdGen::new(cfg.node_id));
+    let store = {
+        let (c, i) = (cfg.store.clone(), ids.clone());
+        let ttl = (cfg.retry.ttl_secs as i64) * 1000;
+        tokio::task::spawn_blocking(move || Store::open(&c, i, ttl))
+            .await
+            .map_err(|e| RunError::Setup(e.to_string()))??
+    };
+    let recovered = store.recover().await?;
+    if recovered > 0 {
+        tracing::info!(recipients = recovered, "recovered unsent work from the store");
+    }
+
+    let sinks = Sinks {
+        sms: (!cfg.sdp.send_sms_url.is_empty())
+            .then(|| SdpClient::new(cfg.sdp.clone(), notify_endpoint.clone())),
+        im: (!cfg.im.url.is_empty()).then(|| {
+            WebhookSink::new(
+                Some(cfg.im.url.clone()),
+                Duration::from_millis(cfg.im.timeout_ms),
+                cfg.im.concurrency,
+            )
+        }),
+        callback: Some(WebhookSink::new(
+            None,
+            Duration::from_millis(cfg.reports.timeout_ms),
+            cfg.reports.concurrency,
+        )),
+    };
+    let ctx = Arc::new(Ctx::new(cfg.clone(), store.clone(), ids));
+    let tracker = TaskTracker::new();
+    let stages_stop = CancellationToken::new();
+    let (intake, depths) = pipeline::start(ctx, sinks, &tracker, stages_stop.clone());
+
+    let clients: HashMap<_, _> = cfg
+        .http
+        .clients
+        .iter()
+        .map(|c| (c.token.clone(), c.clone()))
+        .collect();
+    let state = Arc::new(AppState {
+        cfg: cfg.clone(),
+        intake,
+        depths: depths.clone(),
+        clients,
+        metrics,
+        shutdown: shutdown.clone(),
+    });
+    let app = crate::http::router(state);
+    tracing::info!(listen = %http_addr, sdp = %cfg.sdp.send_sms_url, "switchboard running");
+    let server = axum::serve(listeners.http, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let deadline = Duration::from_secs(cfg.drain_timeout_secs);
+    let server = tokio::spawn(async move { server.await });
+    shutdown.cancelled().await;
+    tracing::info!("stopping: no new work is accepted; draining");
+    let started = tokio::time::Instant::now();
+    match tokio::time::timeout(deadline, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server error"),
+        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!("HTTP connections still open at the drain deadline"),
+    }
+    stages_stop.cancel();
+    let left = deadline.saturating_sub(started.elapsed());
+    let drained = pipeline::drain(&tracker, &depths, left).await;
+    aux_stop.cancel();
+    aux.close();
+    let _ = tokio::time::timeout(Duration::from_secs(2), aux.wait()).await;
+    store.close().await;
+    tracing::info!(drained, "stopped");
+    Ok(())
+}

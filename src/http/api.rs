@@ -1,0 +1,271 @@
+//! `POST /v1/messages` and `GET /v1/messages/{id}`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+use crate::address::{Address, matches_pattern};
+use crate::config::ClientConfig;
+use crate::message::{Content, Envelope, Kind, MsgId, Part, Recipient, now_ms};
+use crate::pipeline::SubmitError;
+
+/// Most recipients in one submission.
+const MAX_RECIPIENTS: usize = 1000;
+const MAX_CLIENT_REF: usize = 256;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    from: String,
+    to: Vec<String>,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    parts: Vec<Part>,
+    #[serde(default)]
+    client_ref: Option<String>,
+    #[serde(default)]
+    report_url: Option<String>,
+}
+
+fn client<'a>(st: &'a AppState, headers: &HeaderMap) -> Result<&'a ClientConfig, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let unauthorized = || {
+        metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => "unauthorized")
+            .increment(1);
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or unknown bearer token",
+        )
+    };
+    let token = token.ok_or_else(unauthorized)?;
+    st.clients.get(token).ok_or_else(unauthorized)
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => code)
+        .increment(1);
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+pub(super) async fn submit(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let client = client(&st, &headers)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => "payload_too_large")
+                .increment(1);
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than {} bytes", st.cfg.http.max_body_bytes),
+            )
+        } else {
+            bad("invalid_body", e.body_text())
+        }
+    })?;
+    let req: SubmitBody =
+        serde_json::from_slice(&body).map_err(|e| bad("invalid_json", e.to_string()))?;
+
+    let from = Address::parse_user(&req.from)
+        .map_err(|e| bad(e.code(), format!("from: {e}")))?;
+    let from_text = from.to_string();
+    if !client.senders.iter().any(|p| matches_pattern(p, &from_text)) {
+        metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => "sender_not_allowed")
+            .increment(1);
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "sender_not_allowed",
+            format!("client {:?} may not send as {from_text}", client.name),
+        ));
+    }
+    if req.to.is_empty() {
+        return Err(bad("no_recipients", "to: give at least one recipient"));
+    }
+    if req.to.len() > MAX_RECIPIENTS {
+        return Err(bad(
+            "too_many_recipients",
+            format!("to: at most {MAX_RECIPIENTS} recipients"),
+        ));
+    }
+    if req.text.is_empty() && req.parts.is_empty() {
+        return Err(bad("empty_message", "give a text or parts"));
+    }
+    if req.client_ref.as_ref().is_some_and(|r| r.len() > MAX_CLIENT_REF) {
+        return Err(bad(
+            "invalid_client_ref",
+            format!("client_ref: at most {MAX_CLIENT_REF} bytes"),
+        ));
+    }
+    if let Some(url) = &req.report_url {
+        Address::parse_url(url).map_err(|e| bad("invalid_report_url", format!("report_url: {e}")))?;
+    }
+    let mut addrs: Vec<Address> = Vec::with_capacity(req.to.len());
+    for (i, to) in req.to.iter().enumerate() {
+        let a = Address::parse_user(to).map_err(|e| bad(e.code(), format!("to[{i}]: {e}")))?;
+        match a {
+            // Groups are expanded here, before the commit, so the stored recipients are
+            // the real ones and a later change of the group does not alter accepted work.
+            Address::Group(name) => {
+                let group = st
+                    .cfg
+                    .directory
+                    .groups
+                    .iter()
+                    .find(|g| g.name == name)
+                    .ok_or_else(|| bad("unknown_group", format!("to[{i}]: no group {name:?}")))?;
+                for m in &group.members {
+                    if let Ok(member) = Address::parse_user(m)
+                        && !addrs.contains(&member)
+                    {
+                        addrs.push(member);
+                    }
+                }
+            }
+            a if !addrs.contains(&a) => addrs.push(a),
+            _ => {}
+        }
+    }
+    if addrs.len() > MAX_RECIPIENTS {
+        return Err(bad(
+            "too_many_recipients",
+            format!("at most {MAX_RECIPIENTS} recipients after group expansion"),
+        ));
+    }
+    let now = now_ms();
+    let ctx = st.intake.ctx();
+    let env = Envelope {
+        id: ctx.ids.next(),
+        kind: Kind::Message,
+        origin: from,
+        client: client.name.clone(),
+        client_ref: req.client_ref,
+        report_url: req.report_url,
+        recipients: addrs
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| Recipient::new(i as u32, a))
+            .collect(),
+        content: Content {
+            text: req.text,
+            parts: req.parts,
+            report: None,
+        },
+        created_at: now,
+        expires_at: now + (st.cfg.retry.ttl_secs as i64) * 1000,
+        note: None,
+    };
+    let env = st.intake.submit(env).await.map_err(|e| match e {
+        SubmitError::QueueFull => ApiError {
+            retry_after: Some(st.cfg.http.retry_after_secs),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_full",
+                "the gateway is at capacity; try again later",
+            )
+        },
+        SubmitError::ShuttingDown => ApiError {
+            retry_after: Some(st.cfg.http.retry_after_secs),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the gateway is shutting down",
+            )
+        },
+        SubmitError::Store(e) => {
+            tracing::error!(error = %e, "cannot commit a submission");
+            ApiError {
+                retry_after: Some(st.cfg.http.retry_after_secs),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the message could not be stored; try again later",
+                )
+            }
+        }
+    })?;
+    let recipients: Vec<_> = env
+        .recipients
+        .iter()
+        .map(|r| serde_json::json!({"address": r.address.to_string(), "state": r.state}))
+        .collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "id": env.id.to_string(), "recipients": recipients })),
+    )
+        .into_response())
+}
+
+pub(super) async fn get_message(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let client = client(&st, &headers)?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no message {id:?}"));
+    let msg = MsgId::parse(&id).ok_or_else(not_found)?;
+    let store = &st.intake.ctx().store;
+    let unavailable = |e: crate::store::StoreError| {
+        tracing::error!(error = %e, "cannot read a message");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())
+    };
+    let env = store.load(msg).await.map_err(unavailable)?.ok_or_else(not_found)?;
+    // A client sees its own messages and what connectors received (MO, reports).
+    let own = env.client == client.name || matches!(env.client.as_str(), "sdp" | "switchboard");
+    if !own {
+        return Err(not_found());
+    }
+    let reports = store.reports(msg).await.map_err(unavailable)?;
+    let recipients: Vec<_> = env
+        .recipients
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "address": r.address.to_string(),
+                "channel": r.channel().as_str(),
+                "state": r.state,
+                "attempts": r.attempts,
+                "last_error": r.last_error,
+                "remote_id": r.remote_id,
+            })
+        })
+        .collect();
+    let reports: Vec<_> = reports
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "recipient": env.recipient(s.recipient).map(|r| r.address.to_string()),
+                "status": s.status,
+                "state": s.state,
+                "received_at": s.received_at,
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({
+        "id": env.id.to_string(),
+        "kind": env.kind.as_str(),
+        "from": env.origin.to_string(),
+        "client_ref": env.client_ref,
+        "text": env.content.text,
+        "created_at": env.created_at,
+        "expires_at": env.expires_at,
+        "note": env.note,
+        "recipients": recipients,
+        "reports": reports,
+    }))
+    .into_response())
+}

@@ -1,0 +1,112 @@
+//! The HTTP server: the submit API (`/v1/messages`), the SDP's Parlay X SmsNotification
+//! endpoint, `/metrics`, `/healthz` and `/readyz`.
+//!
+//! Every body is read with the configured size limit; API errors are JSON
+//! `{code, message}` with a stable `code`; SOAP errors are SOAP 1.1 faults.
+
+mod api;
+mod soap;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ClientConfig, Config};
+use crate::pipeline::{Depths, Intake};
+
+pub use soap::NOTIFY_PATH;
+
+/// What the handlers share.
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub intake: Intake,
+    pub depths: Depths,
+    pub clients: HashMap<String, ClientConfig>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub shutdown: CancellationToken,
+}
+
+/// The router with every endpoint.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.cfg.http.max_body_bytes;
+    Router::new()
+        .route("/v1/messages", post(api::submit))
+        .route("/v1/messages/{id}", get(api::get_message))
+        .route(NOTIFY_PATH, post(soap::notification))
+        .route("/metrics", get(metrics_page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// An API error: HTTP status, stable code, human message.
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "code": self.code, "message": self.message });
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+async fn metrics_page(State(st): State<Arc<AppState>>) -> Response {
+    for (queue, depth) in st.depths.read() {
+        metrics::gauge!("switchboard_queue_depth", "queue" => queue).set(depth as f64);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    let mut problems = Vec::new();
+    if st.shutdown.is_cancelled() {
+        problems.push("shutting down".to_string());
+    }
+    if let Err(e) = st.intake.ctx().store.reply_party(0).await {
+        problems.push(format!("store: {e}"));
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, axum::Json(serde_json::json!({"ready": true}))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"ready": false, "problems": problems})),
+        )
+            .into_response()
+    }
+}

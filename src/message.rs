@@ -1,0 +1,385 @@
+//! The data model: envelopes, recipients, content, states and ids.
+//!
+//! Ids are time-ordered 64-bit values (milliseconds since 2024-01-01, node id, sequence),
+//! unique across nodes that have distinct node ids, written as 16 lower-case hex digits so
+//! that text order is time order. A recipient is named by its message id and its index:
+//! `RecipientId`, written as 20 hex digits; it is the correlator sent to the SDP.
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::{Address, Channel};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+const EPOCH_2024_MS: i64 = 1_704_067_200_000;
+
+/// Generates time-ordered ids: 41 bits of milliseconds since 2024, 10 bits of node id,
+/// 12 bits of sequence (4,096 ids per millisecond; more borrow from the next millisecond).
+pub struct IdGen {
+    node: u64,
+    state: Mutex<(i64, u64)>,
+}
+
+impl IdGen {
+    pub fn new(node: u16) -> IdGen {
+        IdGen {
+            node: u64::from(node & 0x3ff),
+            state: Mutex::new((0, 0)),
+        }
+    }
+
+    pub fn next(&self) -> MsgId {
+        let now = now_ms() - EPOCH_2024_MS;
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, seq) = *st;
+        let (ms, seq) = if now > last {
+            (now, 0)
+        } else if seq < 0xfff {
+            (last, seq + 1)
+        } else {
+            (last + 1, 0)
+        };
+        *st = (ms, seq);
+        MsgId(((ms as u64) << 22) | (self.node << 12) | seq)
+    }
+}
+
+/// A message id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MsgId(pub u64);
+
+impl fmt::Display for MsgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl MsgId {
+    pub fn parse(s: &str) -> Option<MsgId> {
+        if s.len() != 16 {
+            return None;
+        }
+        u64::from_str_radix(s, 16).ok().map(MsgId)
+    }
+}
+
+/// One recipient of one message; the SDP correlator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecipientId {
+    pub msg: MsgId,
+    pub idx: u32,
+}
+
+impl fmt::Display for RecipientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{:04x}", self.msg, self.idx)
+    }
+}
+
+impl RecipientId {
+    pub fn parse(s: &str) -> Option<RecipientId> {
+        if s.len() != 20 || !s.is_ascii() {
+            return None;
+        }
+        let msg = MsgId::parse(&s[..16])?;
+        let idx = u32::from_str_radix(&s[16..], 16).ok()?;
+        Some(RecipientId { msg, idx })
+    }
+}
+
+/// A recipient's state. Only `queued`, `retry`, `held` and the final states are written to
+/// the store; `authorized`, `processed` and `sending` are passed through in memory (a crash
+/// in them re-runs the stages from `queued`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Queued,
+    Authorized,
+    Processed,
+    Sending,
+    /// Waiting in the store for its next attempt.
+    Retry,
+    /// Waiting in the store because no sink serves its channel.
+    Held,
+    Sent,
+    Delivered,
+    Failed,
+    Expired,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Authorized => "authorized",
+            State::Processed => "processed",
+            State::Sending => "sending",
+            State::Retry => "retry",
+            State::Held => "held",
+            State::Sent => "sent",
+            State::Delivered => "delivered",
+            State::Failed => "failed",
+            State::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        Some(match s {
+            "queued" => State::Queued,
+            "authorized" => State::Authorized,
+            "processed" => State::Processed,
+            "sending" => State::Sending,
+            "retry" => State::Retry,
+            "held" => State::Held,
+            "sent" => State::Sent,
+            "delivered" => State::Delivered,
+            "failed" => State::Failed,
+            "expired" => State::Expired,
+            _ => return None,
+        })
+    }
+
+    /// Delivered, failed and expired never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Delivered | State::Failed | State::Expired)
+    }
+
+    /// Still to be sent (the store re-injects these).
+    pub fn is_unsent(self) -> bool {
+        matches!(
+            self,
+            State::Queued
+                | State::Authorized
+                | State::Processed
+                | State::Sending
+                | State::Retry
+                | State::Held
+        )
+    }
+}
+
+/// An attachment or media part.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub content_type: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Base64 in JSON, raw in memory.
+    #[serde(with = "b64")]
+    pub bytes: Vec<u8>,
+}
+
+/// A status report about one recipient of an earlier message, carried back to its origin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportBody {
+    /// The message the report is about.
+    pub message_id: String,
+    pub client_ref: Option<String>,
+    /// The recipient the report is about.
+    pub recipient: String,
+    /// The recipient's state after the report (`delivered`, `failed`, `expired`, `sent`).
+    pub state: State,
+    /// The network's own word for it (`DeliveredToTerminal`, …) or the dispatch error.
+    pub detail: Option<String>,
+    pub at_ms: i64,
+}
+
+/// What a message carries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Content {
+    #[serde(default)]
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportBody>,
+}
+
+/// One recipient of an envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    pub idx: u32,
+    pub address: Address,
+    pub state: State,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub remote_id: Option<String>,
+}
+
+impl Recipient {
+    pub fn new(idx: u32, address: Address) -> Recipient {
+        Recipient {
+            idx,
+            address,
+            state: State::Queued,
+            attempts: 0,
+            next_attempt_at: 0,
+            last_error: None,
+            remote_id: None,
+        }
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.address.channel()
+    }
+}
+
+/// What kind of traffic an envelope is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A message from an origin to its recipients.
+    Message,
+    /// A status report sent back to an origin.
+    Report,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Message => "message",
+            Kind::Report => "report",
+        }
+    }
+    pub fn parse(s: &str) -> Kind {
+        if s == "report" { Kind::Report } else { Kind::Message }
+    }
+}
+
+/// A message and its recipients, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub id: MsgId,
+    pub kind: Kind,
+    pub origin: Address,
+    /// The API client (or connector) that submitted it.
+    pub client: String,
+    pub client_ref: Option<String>,
+    /// Where status reports go (API origins).
+    pub report_url: Option<String>,
+    pub recipients: Vec<Recipient>,
+    pub content: Content,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Why the envelope has no deliverable recipient (an unroutable MO), if so.
+    pub note: Option<String>,
+}
+
+impl Envelope {
+    pub fn recipient_id(&self, idx: u32) -> RecipientId {
+        RecipientId { msg: self.id, idx }
+    }
+
+    pub fn recipient(&self, idx: u32) -> Option<&Recipient> {
+        self.recipients.iter().find(|r| r.idx == idx)
+    }
+}
+
+/// A status report as received and stored against a recipient.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusReport {
+    pub recipient: u32,
+    pub status: String,
+    pub state: State,
+    pub received_at: i64,
+}
+
+mod b64 {
+    //! Standard base64 for parts in JSON.
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        for chunk in bytes.chunks(3) {
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    pub fn decode(s: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(s.len() / 4 * 3);
+        let mut acc = 0u32;
+        let mut bits = 0;
+        for c in s.bytes() {
+            let v = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                b'=' | b'\r' | b'\n' => continue,
+                _ => return None,
+            };
+            acc = (acc << 6) | u32::from(v);
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+            }
+        }
+        Some(out)
+    }
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        decode(&s).ok_or_else(|| serde::de::Error::custom("invalid base64"))
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn round_trip() {
+        for data in [&b""[..], b"a", b"ab", b"abc", b"abcd", &[0u8, 255, 128, 7, 9]] {
+            assert_eq!(decode(&encode(data)).unwrap(), data);
+        }
+        assert_eq!(encode(b"hello"), "aGVsbG8=");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_ordered_and_unique() {
+        let g = IdGen::new(3);
+        let ids: Vec<MsgId> = (0..20_000).map(|_| g.next()).collect();
+        for w in ids.windows(2) {
+            assert!(w[0] < w[1]);
+            assert!(w[0].to_string() < w[1].to_string());
+        }
+    }
+
+    #[test]
+    fn recipient_ids_round_trip() {
+        let id = RecipientId { msg: MsgId(0x0123_4567_89ab_cdef), idx: 7 };
+        let s = id.to_string();
+        assert_eq!(s.len(), 20);
+        assert_eq!(RecipientId::parse(&s), Some(id));
+        assert_eq!(RecipientId::parse("nope"), None);
+        assert_eq!(MsgId::parse(&id.msg.to_string()), Some(id.msg));
+    }
+}

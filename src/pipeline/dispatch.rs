@@ -1,0 +1,47 @@
+//! The dispatch stage: one runner per channel, at most `concurrency` deliveries in flight.
+//! A delivery is settled in the store before its permit is released, so a recipient leaves
+//! the live queue only once its sink confirmed it (or it failed for good).
+
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::task::TaskTracker;
+
+use super::{Ctx, Delivery, Settle, Sinks};
+use crate::address::Channel;
+use crate::message::now_ms;
+
+pub(super) async fn run(
+    ctx: Arc<Ctx>,
+    channel: Channel,
+    sinks: Sinks,
+    mut rx: mpsc::Receiver<Delivery>,
+    concurrency: usize,
+    tracker: TaskTracker,
+) {
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let in_flight = metrics::gauge!("switchboard_dispatch_in_flight", "channel" => channel.as_str());
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let Some(d) = rx.recv().await else { break };
+        let ctx = ctx.clone();
+        let sinks = sinks.clone();
+        let in_flight = in_flight.clone();
+        in_flight.increment(1.0);
+        tracker.spawn(async move {
+            let result = if now_ms() > d.env.expires_at {
+                Err(Settle::Expired)
+            } else {
+                sinks.deliver(&d).await.map_err(Settle::Sink)
+            };
+            if let Err(Settle::Sink(e)) = &result {
+                tracing::debug!(recipient = %d.env.recipient_id(d.idx), channel = %channel, error = %e, "delivery attempt failed");
+            }
+            ctx.settle(&d.env, d.idx, result).await;
+            in_flight.decrement(1.0);
+            drop(permit);
+        });
+    }
+}

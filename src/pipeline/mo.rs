@@ -1,0 +1,116 @@
+//! Mobile-originated SMS: routed to the Internet side.
+//!
+//! Routing order: (1) reply routing — the number the phone wrote to is the service number
+//! plus an extension that names an Internet-side party; (2) an address written as the first
+//! word of the text (`bob@example.org hello`, `im:alice@x.org hi`); (3) the configured default
+//! route. An MO that none of these place is stored with a note and counted, never dropped.
+
+use std::sync::Arc;
+
+use crate::address::{Address, parse_sdp_number};
+use crate::message::{Content, Envelope, Kind, Recipient, now_ms};
+
+use super::{Intake, SubmitError};
+
+/// Why an MO was refused (the SDP gets a fault and may retry).
+#[derive(Debug, thiserror::Error)]
+pub enum MoError {
+    #[error("bad sender address {0:?}")]
+    BadSender(String),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+}
+
+/// How an MO was routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Reply,
+    FirstWord,
+    Default,
+    Unroutable,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Reply => "reply",
+            Route::FirstWord => "first_word",
+            Route::Default => "default",
+            Route::Unroutable => "unroutable",
+        }
+    }
+}
+
+/// Routes and commits one MO. Returns once it is stored.
+pub async fn receive(
+    intake: &Intake,
+    sender: &str,
+    activation_number: &str,
+    text: &str,
+) -> Result<(Arc<Envelope>, Route), MoError> {
+    let ctx = intake.ctx();
+    let cfg = &ctx.cfg;
+    let phone = parse_sdp_number(sender).ok_or_else(|| MoError::BadSender(sender.to_string()))?;
+    let dialled = activation_number
+        .trim()
+        .trim_start_matches("tel:")
+        .trim_start_matches('+');
+    let mut target = None;
+    let mut body = text.to_string();
+    if let Some(ext) = dialled.strip_prefix(cfg.sdp.service_number.as_str())
+        && !ext.is_empty()
+        && let Ok(ext) = ext.parse::<u32>()
+    {
+        match ctx.store.reply_party(ext).await {
+            Ok(Some(party)) => {
+                target = Address::parse_stored(&party).ok().map(|a| (a, Route::Reply));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(MoError::Submit(SubmitError::Store(e))),
+        }
+    }
+    if target.is_none() {
+        let trimmed = text.trim_start();
+        let (word, rest) = trimmed
+            .split_once(char::is_whitespace)
+            .unwrap_or((trimmed, ""));
+        if let Some(addr) = Address::parse_mo_target(word, &cfg.im.domains) {
+            body = rest.trim_start().to_string();
+            target = Some((addr, Route::FirstWord));
+        }
+    }
+    if target.is_none()
+        && let Some(def) = &cfg.mo.default_route
+        && let Ok(addr) = Address::parse_user(def)
+    {
+        target = Some((addr, Route::Default));
+    }
+    let now = now_ms();
+    let route = target.as_ref().map(|(_, r)| *r).unwrap_or(Route::Unroutable);
+    let env = Envelope {
+        id: ctx.ids.next(),
+        kind: Kind::Message,
+        origin: Address::Sms(phone),
+        client: "sdp".into(),
+        client_ref: None,
+        report_url: None,
+        recipients: target
+            .map(|(a, _)| vec![Recipient::new(0, a)])
+            .unwrap_or_default(),
+        content: Content {
+            text: body,
+            ..Content::default()
+        },
+        created_at: now,
+        expires_at: now + (cfg.retry.ttl_secs as i64) * 1000,
+        note: (route == Route::Unroutable).then(|| {
+            format!("unroutable: {dialled:?} is no reply route, the text names no address, and no default route is configured")
+        }),
+    };
+    let env = intake.submit(env).await?;
+    metrics::counter!("switchboard_mo_received_total", "route" => route.as_str()).increment(1);
+    if route == Route::Unroutable {
+        tracing::warn!(message = %env.id, from = %env.origin, to = dialled, "unroutable MO stored");
+    }
+    Ok((env, route))
+}

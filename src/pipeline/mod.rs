@@ -1,0 +1,576 @@
+//! The stages — receive → auth → process → dispatch — and the bounded queues between them.
+//!
+//! - **receive** ([`Intake::submit`]) reserves room in the auth queue first, then commits the
+//!   envelope to the store, then hands it on: a full queue is refused before anything is
+//!   stored (the protocol says "try later"), and nothing is acknowledged before its commit.
+//! - **auth** refuses opted-out recipients and defers origins over their rate.
+//! - **process** picks each recipient's sender (reply-routing sub-address for SMS) and routes
+//!   it to its channel's queue; a channel with no sink holds its recipients in the store.
+//! - **dispatch** runs one sink per channel with bounded concurrency and settles each
+//!   attempt in the store (sent, retry with backoff, failed, expired).
+//! - the **feeder** moves recipients whose next attempt is due (retries, recovered work after
+//!   a restart, status reports for origins) from the store back into the auth queue.
+//!
+//! Every queue is bounded; a full queue makes its producer wait, except at receive, where
+//! the wait becomes a refusal. On shutdown the senders are dropped in stage order, so each
+//! stage ends when the one before it has ended and its queue is empty.
+
+mod dispatch;
+mod feeder;
+pub mod mo;
+pub mod receipts;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::address::{Address, Channel};
+use crate::config::Config;
+use crate::connectors::im::WebhookSink;
+use crate::connectors::sdp::SdpClient;
+use crate::connectors::{SinkError, Sent};
+use crate::message::{Envelope, IdGen, Kind, State, now_ms};
+use crate::store::{Applied, Outcome, Store, StoreError};
+
+/// Recipients of one envelope that a stage is to work on.
+pub struct Job {
+    pub env: Arc<Envelope>,
+    pub idxs: Vec<u32>,
+}
+
+/// One recipient on its way to its channel's sink.
+pub struct Delivery {
+    pub env: Arc<Envelope>,
+    pub idx: u32,
+    /// The sender address to present (SMS: service number + extension).
+    pub sender: Option<String>,
+}
+
+/// The sinks, one per channel that has one configured.
+#[derive(Clone, Default)]
+pub struct Sinks {
+    pub sms: Option<SdpClient>,
+    pub im: Option<WebhookSink>,
+    pub callback: Option<WebhookSink>,
+}
+
+impl Sinks {
+    fn has(&self, ch: Channel) -> bool {
+        match ch {
+            Channel::Sms => self.sms.is_some(),
+            Channel::Im | Channel::App => self.im.is_some(),
+            Channel::Callback => self.callback.is_some(),
+            Channel::Mail | Channel::Group => false,
+        }
+    }
+
+    async fn deliver(&self, d: &Delivery) -> Result<Sent, SinkError> {
+        let ch = d
+            .env
+            .recipient(d.idx)
+            .map(|r| r.channel())
+            .ok_or_else(|| SinkError::Permanent(format!("no recipient {}", d.idx)))?;
+        match ch {
+            Channel::Sms => {
+                let Some(sdp) = &self.sms else {
+                    return Err(SinkError::Transient("no SDP configured".into()));
+                };
+                let rcpt = d.env.recipient(d.idx).map(|r| r.address.value()).unwrap_or("");
+                let correlator = d.env.recipient_id(d.idx).to_string();
+                sdp.send(&crate::connectors::sdp::SmsRequest {
+                    to: rcpt,
+                    sender: d.sender.as_deref(),
+                    text: &d.env.content.text,
+                    correlator: &correlator,
+                })
+                .await
+            }
+            Channel::Im | Channel::App => match &self.im {
+                Some(s) => s.deliver(&d.env, d.idx).await,
+                None => Err(SinkError::Transient("no IM webhook configured".into())),
+            },
+            Channel::Callback => match &self.callback {
+                Some(s) => s.deliver(&d.env, d.idx).await,
+                None => Err(SinkError::Transient("no report sink".into())),
+            },
+            Channel::Mail | Channel::Group => {
+                Err(SinkError::Transient(format!("no {ch} connector configured")))
+            }
+        }
+    }
+}
+
+/// What every stage shares.
+pub struct Ctx {
+    pub cfg: Arc<Config>,
+    pub store: Store,
+    pub ids: Arc<IdGen>,
+    /// Wakes the feeder (a report or a retry became due now).
+    pub feeder_wake: Arc<Notify>,
+    reply_exts: Mutex<HashMap<String, u32>>,
+}
+
+impl Ctx {
+    pub fn new(cfg: Arc<Config>, store: Store, ids: Arc<IdGen>) -> Ctx {
+        Ctx {
+            cfg,
+            store,
+            ids,
+            feeder_wake: Arc::new(Notify::new()),
+            reply_exts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The sender sub-address for messages from `origin` to phones: service number +
+    /// the origin's reply-routing extension.
+    async fn sms_sender(&self, origin: &Address) -> Result<String, StoreError> {
+        let party = origin.to_string();
+        let cached = self
+            .reply_exts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&party)
+            .copied();
+        let ext = match cached {
+            Some(e) => e,
+            None => {
+                let e = self.store.reply_ext(&party).await?;
+                let mut map = self.reply_exts.lock().unwrap_or_else(|e| e.into_inner());
+                if map.len() >= 100_000 {
+                    map.clear();
+                }
+                map.insert(party, e);
+                e
+            }
+        };
+        Ok(format!("{}{}", self.cfg.sdp.service_number, ext))
+    }
+
+    /// Records the result of one attempt (or a decision of a stage) for a recipient.
+    pub async fn settle(&self, env: &Envelope, idx: u32, result: Result<Sent, Settle>) {
+        let Some(rcpt) = env.recipient(idx) else {
+            return;
+        };
+        let channel = rcpt.channel().as_str();
+        let attempts = rcpt.attempts;
+        let now = now_ms();
+        let outcome = match result {
+            Ok(sent) => {
+                metrics::counter!("switchboard_messages_sent_total", "channel" => channel)
+                    .increment(1);
+                metrics::histogram!("switchboard_end_to_end_duration_seconds", "channel" => channel)
+                    .record((now - env.created_at).max(0) as f64 / 1000.0);
+                Outcome {
+                    state: State::Sent,
+                    attempts: attempts + 1,
+                    next_attempt_at: 0,
+                    last_error: None,
+                    remote_id: sent.remote_id,
+                    final_word: sent.final_word,
+                    status: None,
+                }
+            }
+            Err(Settle::Held(why)) => {
+                metrics::counter!("switchboard_messages_held_total", "channel" => channel)
+                    .increment(1);
+                Outcome {
+                    state: State::Held,
+                    attempts,
+                    next_attempt_at: 0,
+                    last_error: Some(why),
+                    remote_id: None,
+                    final_word: false,
+                    status: None,
+                }
+            }
+            Err(Settle::Defer(why, at)) => Outcome {
+                state: State::Retry,
+                attempts,
+                next_attempt_at: at,
+                last_error: Some(why),
+                remote_id: None,
+                final_word: false,
+                status: None,
+            },
+            Err(Settle::Expired) => {
+                metrics::counter!("switchboard_messages_failed_total", "channel" => channel, "reason" => "expired")
+                    .increment(1);
+                Outcome {
+                    state: State::Expired,
+                    attempts,
+                    next_attempt_at: 0,
+                    last_error: Some(format!(
+                        "time to live ran out after {attempts} attempt(s)"
+                    )),
+                    remote_id: None,
+                    final_word: true,
+                    status: None,
+                }
+            }
+            Err(Settle::Sink(SinkError::Permanent(e))) => {
+                metrics::counter!("switchboard_messages_failed_total", "channel" => channel, "reason" => "permanent")
+                    .increment(1);
+                Outcome {
+                    state: State::Failed,
+                    attempts: attempts + 1,
+                    next_attempt_at: 0,
+                    last_error: Some(e),
+                    remote_id: None,
+                    final_word: true,
+                    status: None,
+                }
+            }
+            Err(Settle::Sink(SinkError::Transient(e))) => {
+                let attempts = attempts + 1;
+                let next = now + backoff_ms(&self.cfg, attempts) as i64;
+                if attempts >= self.cfg.retry.max_attempts {
+                    metrics::counter!("switchboard_messages_failed_total", "channel" => channel, "reason" => "attempts")
+                        .increment(1);
+                    Outcome {
+                        state: State::Failed,
+                        attempts,
+                        next_attempt_at: 0,
+                        last_error: Some(format!("gave up after {attempts} attempts: {e}")),
+                        remote_id: None,
+                        final_word: true,
+                        status: None,
+                    }
+                } else if next > env.expires_at {
+                    metrics::counter!("switchboard_messages_failed_total", "channel" => channel, "reason" => "expired")
+                        .increment(1);
+                    Outcome {
+                        state: State::Expired,
+                        attempts,
+                        next_attempt_at: 0,
+                        last_error: Some(format!("time to live runs out before the next attempt: {e}")),
+                        remote_id: None,
+                        final_word: true,
+                        status: None,
+                    }
+                } else {
+                    metrics::counter!("switchboard_retries_total", "channel" => channel)
+                        .increment(1);
+                    Outcome {
+                        state: State::Retry,
+                        attempts,
+                        next_attempt_at: next,
+                        last_error: Some(e),
+                        remote_id: None,
+                        final_word: false,
+                        status: None,
+                    }
+                }
+            }
+        };
+        self.record(env, idx, outcome).await;
+    }
+
+    /// Writes an outcome; wakes the feeder if it created a report.
+    pub async fn record(&self, env: &Envelope, idx: u32, outcome: Outcome) {
+        let rid = env.recipient_id(idx);
+        match self.store.apply(rid, outcome).await {
+            Ok(Applied::Updated { report: Some(_) }) => self.feeder_wake.notify_one(),
+            Ok(_) => {}
+            // The recipient stays as it was in the store (queued): it is sent again after
+            // a restart. At-least-once, never lost.
+            Err(e) => tracing::error!(recipient = %rid, error = %e, "cannot record outcome"),
+        }
+    }
+}
+
+/// A stage's decision about a recipient other than "sent".
+pub enum Settle {
+    Sink(SinkError),
+    /// Not now: try again at this time (ms), without counting an attempt.
+    Defer(String, i64),
+    /// No sink serves the channel: wait in the store.
+    Held(String),
+    Expired,
+}
+
+/// Exponential backoff with jitter: `initial * 2^(attempt-1)`, capped, then a random
+/// point in its upper half.
+pub fn backoff_ms(cfg: &Config, attempt: u32) -> u64 {
+    let base = cfg
+        .retry
+        .initial_backoff_ms
+        .saturating_mul(1u64 << (attempt.saturating_sub(1)).min(30))
+        .min(cfg.retry.max_backoff_ms);
+    let half = base / 2;
+    half + rand::rng().random_range(0..=base - half)
+}
+
+/// Why a submission was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the queue is full; try again later")]
+    QueueFull,
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+    #[error("the store refused the message: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The receive stage's entry: where connectors hand in new envelopes.
+#[derive(Clone)]
+pub struct Intake {
+    tx: mpsc::Sender<Job>,
+    ctx: Arc<Ctx>,
+}
+
+impl Intake {
+    /// Commits `env` and queues it for auth. Returns only after the commit; refuses
+    /// without storing anything if the auth queue is full.
+    pub async fn submit(&self, env: Envelope) -> Result<Arc<Envelope>, SubmitError> {
+        let channel = env.origin.channel().as_str();
+        let permit = match self.tx.try_reserve() {
+            Ok(p) => p,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => "queue_full")
+                    .increment(1);
+                return Err(SubmitError::QueueFull);
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(SubmitError::ShuttingDown),
+        };
+        let idxs: Vec<u32> = env
+            .recipients
+            .iter()
+            .filter(|r| r.state == State::Queued)
+            .map(|r| r.idx)
+            .collect();
+        let env = Arc::new(env);
+        self.ctx.store.insert((*env).clone()).await?;
+        metrics::counter!("switchboard_messages_received_total", "channel" => channel)
+            .increment(1);
+        if !idxs.is_empty() {
+            permit.send(Job {
+                env: env.clone(),
+                idxs,
+            });
+        }
+        Ok(env)
+    }
+
+    pub fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
+}
+
+/// Capacity gauges of the queues, read when metrics are rendered.
+#[derive(Clone)]
+pub struct Depths {
+    queues: Vec<(String, mpsc::WeakSender<Job>)>,
+    dispatch: Vec<(String, mpsc::WeakSender<Delivery>)>,
+}
+
+impl Depths {
+    /// `(queue name, items waiting)` for every queue still open.
+    pub fn read(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for (name, w) in &self.queues {
+            if let Some(tx) = w.upgrade() {
+                out.insert(name.clone(), tx.max_capacity() - tx.capacity());
+            }
+        }
+        for (name, w) in &self.dispatch {
+            if let Some(tx) = w.upgrade() {
+                out.insert(name.clone(), tx.max_capacity() - tx.capacity());
+            }
+        }
+        out
+    }
+}
+
+/// Starts the stages and the feeder on `tracker`. They stop when `shutdown` is cancelled
+/// and the queues before them are drained.
+pub fn start(
+    ctx: Arc<Ctx>,
+    sinks: Sinks,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> (Intake, Depths) {
+    let q = &ctx.cfg.queues;
+    let (auth_tx, auth_rx) = mpsc::channel::<Job>(q.auth);
+    let (proc_tx, proc_rx) = mpsc::channel::<Job>(q.process);
+    let mut dispatch_txs = HashMap::new();
+    let mut dispatch_weak = Vec::new();
+    for ch in Channel::ALL {
+        if !sinks.has(ch) || ch == Channel::App {
+            continue;
+        }
+        let (tx, rx) = mpsc::channel::<Delivery>(q.dispatch);
+        dispatch_weak.push((format!("dispatch_{ch}"), tx.downgrade()));
+        dispatch_txs.insert(ch, tx);
+        let concurrency = match ch {
+            Channel::Sms => ctx.cfg.sdp.concurrency,
+            Channel::Im => ctx.cfg.im.concurrency,
+            _ => ctx.cfg.reports.concurrency,
+        };
+        tracker.spawn(dispatch::run(
+            ctx.clone(),
+            ch,
+            sinks.clone(),
+            rx,
+            concurrency,
+            tracker.clone(),
+        ));
+    }
+    // App recipients go through the IM webhook (one HTTP sink for third-party servers).
+    if let Some(tx) = dispatch_txs.get(&Channel::Im).cloned() {
+        dispatch_txs.insert(Channel::App, tx);
+    }
+    let depths = Depths {
+        queues: vec![
+            ("auth".into(), auth_tx.downgrade()),
+            ("process".into(), proc_tx.downgrade()),
+        ],
+        dispatch: dispatch_weak,
+    };
+    tracker.spawn(auth_stage(ctx.clone(), auth_rx, proc_tx));
+    tracker.spawn(process_stage(ctx.clone(), proc_rx, dispatch_txs));
+    tracker.spawn(feeder::run(ctx.clone(), auth_tx.clone(), shutdown));
+    (Intake { tx: auth_tx, ctx }, depths)
+}
+
+struct RateWindow {
+    second: i64,
+    counts: HashMap<String, u32>,
+}
+
+async fn auth_stage(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Job>, tx: mpsc::Sender<Job>) {
+    let opt_outs: std::collections::HashSet<Address> = ctx
+        .cfg
+        .directory
+        .opt_outs
+        .iter()
+        .filter_map(|a| Address::parse_user(a).ok())
+        .collect();
+    let limit = ctx.cfg.directory.rate_per_origin;
+    let mut window = RateWindow {
+        second: 0,
+        counts: HashMap::new(),
+    };
+    while let Some(job) = rx.recv().await {
+        metrics::counter!("switchboard_stage_processed_total", "stage" => "auth").increment(1);
+        let env = &job.env;
+        let mut keep = Vec::with_capacity(job.idxs.len());
+        let over_rate = env.kind == Kind::Message && limit > 0 && {
+            let now = now_ms();
+            if now / 1000 != window.second {
+                window.second = now / 1000;
+                window.counts.clear();
+            }
+            let n = window.counts.entry(env.origin.to_string()).or_insert(0);
+            *n += 1;
+            *n > limit
+        };
+        for &idx in &job.idxs {
+            let Some(rcpt) = env.recipient(idx) else { continue };
+            if env.kind == Kind::Message && opt_outs.contains(&rcpt.address) {
+                metrics::counter!("switchboard_messages_refused_total", "stage" => "auth", "reason" => "opted_out")
+                    .increment(1);
+                ctx.settle(
+                    env,
+                    idx,
+                    Err(Settle::Sink(SinkError::Permanent(
+                        "opted_out: the recipient does not accept messages from this gateway"
+                            .into(),
+                    ))),
+                )
+                .await;
+            } else if over_rate {
+                metrics::counter!("switchboard_messages_refused_total", "stage" => "auth", "reason" => "rate_limited")
+                    .increment(1);
+                let at = (window.second + 1) * 1000;
+                ctx.settle(env, idx, Err(Settle::Defer("rate_limited".into(), at)))
+                    .await;
+            } else {
+                keep.push(idx);
+            }
+        }
+        if !keep.is_empty()
+            && tx
+                .send(Job {
+                    env: job.env.clone(),
+                    idxs: keep,
+                })
+                .await
+                .is_err()
+        {
+            break;
+        }
+    }
+}
+
+async fn process_stage(
+    ctx: Arc<Ctx>,
+    mut rx: mpsc::Receiver<Job>,
+    txs: HashMap<Channel, mpsc::Sender<Delivery>>,
+) {
+    while let Some(job) = rx.recv().await {
+        metrics::counter!("switchboard_stage_processed_total", "stage" => "process").increment(1);
+        let env = &job.env;
+        for &idx in &job.idxs {
+            let Some(rcpt) = env.recipient(idx) else { continue };
+            let ch = rcpt.channel();
+            let Some(tx) = txs.get(&ch) else {
+                ctx.settle(
+                    env,
+                    idx,
+                    Err(Settle::Held(format!(
+                        "no {ch} connector is configured; held until one is"
+                    ))),
+                )
+                .await;
+                continue;
+            };
+            let sender = if ch == Channel::Sms && env.origin.channel() != Channel::Sms {
+                match ctx.sms_sender(&env.origin).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot allocate a reply route");
+                        let at = now_ms() + 1000;
+                        ctx.settle(env, idx, Err(Settle::Defer(format!("store: {e}"), at)))
+                            .await;
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let d = Delivery {
+                env: job.env.clone(),
+                idx,
+                sender,
+            };
+            if tx.send(d).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Waits (up to `deadline`) for the tracked tasks; names what is left if time runs out.
+pub async fn drain(tracker: &TaskTracker, depths: &Depths, deadline: Duration) -> bool {
+    tracker.close();
+    if tokio::time::timeout(deadline, tracker.wait()).await.is_ok() {
+        return true;
+    }
+    let left: Vec<String> = depths
+        .read()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(q, n)| format!("{q}={n}"))
+        .collect();
+    tracing::warn!(
+        tasks = tracker.len(),
+        queues = %left.join(" "),
+        "drain deadline passed; what is left stays in the store and is sent after the next start"
+    );
+    false
+}

@@ -1,0 +1,154 @@
+//! The durable store: the one source of truth for messages, recipients, status reports and
+//! reply routes. The queues between stages are only a cache of it.
+//!
+//! Guarantees every backend keeps:
+//! - `insert` returns only once the envelope is committed (the caller may then acknowledge);
+//!   concurrent writes are folded into one commit (group commit).
+//! - A recipient's state only moves forward: once final (delivered, failed, expired) later
+//!   outcomes and receipts are ignored, so a late dispatch result cannot undo a receipt, and
+//!   a duplicate receipt creates no second report.
+//! - `recover` turns everything that was not sent when the process stopped into work that
+//!   is due now, so a crash loses nothing that was acknowledged (at-least-once).
+//!
+//! The stages see only [`Store`]; a backend is a variant of it (SQLite now; a PostgreSQL
+//! backend can be added as another variant without touching the stages).
+
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+pub use sqlite::SqliteStore;
+
+use crate::config::StoreConfig;
+use crate::message::{Envelope, MsgId, RecipientId, State, StatusReport};
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("the store is shut down")]
+    Closed,
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The result of one delivery attempt or status report, to be applied to a recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub state: State,
+    pub attempts: u32,
+    /// When the next attempt is due (ms), for `State::Retry`.
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub remote_id: Option<String>,
+    /// Whether this is the last word to expect (a report goes back to the origin).
+    pub final_word: bool,
+    /// The network's word for it (`DeliveredToTerminal`), stored as a status report.
+    pub status: Option<String>,
+}
+
+/// What applying an outcome did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The recipient was updated; `report` is the status report envelope created for the
+    /// origin, if any (already stored, due now).
+    Updated { report: Option<MsgId> },
+    /// The recipient was already final (or already reported in this state): nothing changed.
+    Ignored,
+    /// No such recipient.
+    Unknown,
+}
+
+/// The store, whichever backend is configured.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+}
+
+impl Store {
+    /// Opens (creating if needed) the configured backend. `ids` names the report
+    /// envelopes the store creates; `report_ttl_ms` is their time to live.
+    pub fn open(
+        cfg: &StoreConfig,
+        ids: std::sync::Arc<crate::message::IdGen>,
+        report_ttl_ms: i64,
+    ) -> Result<Store, StoreError> {
+        match cfg.backend.as_str() {
+            "sqlite" => Ok(Store::Sqlite(SqliteStore::open_with_ttl(cfg, ids, report_ttl_ms)?)),
+            other => Err(StoreError::Setup(format!("unknown store backend {other:?}"))),
+        }
+    }
+
+    /// Commits a new envelope; returns once it is durable.
+    pub async fn insert(&self, env: Envelope) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert(env).await,
+        }
+    }
+
+    /// Applies a dispatch outcome or a status report to one recipient.
+    pub async fn apply(&self, rid: RecipientId, outcome: Outcome) -> Result<Applied, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.apply(rid, outcome).await,
+        }
+    }
+
+    /// Marks up to `limit` recipients whose next attempt is due as taken and returns them.
+    pub async fn claim_due(&self, now: i64, limit: usize) -> Result<Vec<RecipientId>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.claim_due(now, limit).await,
+        }
+    }
+
+    /// Start-up: every recipient that was not sent becomes due now. Returns how many.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.recover().await,
+        }
+    }
+
+    /// One envelope with all its recipients.
+    pub async fn load(&self, id: MsgId) -> Result<Option<Envelope>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.load(id).await,
+        }
+    }
+
+    /// The status reports received for a message's recipients.
+    pub async fn reports(&self, id: MsgId) -> Result<Vec<StatusReport>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.reports(id).await,
+        }
+    }
+
+    /// The reply-routing extension of an Internet-side party, created on first use.
+    pub async fn reply_ext(&self, party: &str) -> Result<u32, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.reply_ext(party).await,
+        }
+    }
+
+    /// The Internet-side party behind a reply-routing extension.
+    pub async fn reply_party(&self, ext: u32) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.reply_party(ext).await,
+        }
+    }
+
+    /// How many recipients are in each state.
+    pub async fn state_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.state_counts().await,
+        }
+    }
+
+    /// Flushes and stops the writer; later writes fail with `Closed`.
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(s) => s.close().await,
+        }
+    }
+}
