@@ -1,0 +1,442 @@
+//! Shared test harness: a gateway and an SDP simulator on port 0 in this process (or the
+//! gateway as a child process, for crash tests), a webhook receiver standing in for the IM
+//! server and report callbacks, and waiting on conditions with a deadline.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::post;
+use serde_json::Value;
+use switchboard::config::{ClientConfig, Config};
+use switchboard::gateway::{self, Listeners};
+use switchboard::http::NOTIFY_PATH;
+use switchboard::sim::{self, SEND_SMS_PATH, SimConfig, Simulator};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const TOKEN: &str = "test-token-0001";
+pub const OTHER_TOKEN: &str = "test-token-0002";
+
+/// Polls `f` until it gives `Some`, or panics naming `what` after `deadline`.
+pub async fn wait_for<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A config for tests: store in `dir`, fast retries, two API clients.
+pub fn test_config(dir: &Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.http.listen = "127.0.0.1:0".into();
+    cfg.http.clients = vec![
+        ClientConfig {
+            name: "im-server".into(),
+            token: TOKEN.into(),
+            senders: vec!["im:*".into(), "app:*".into(), "mail:*".into()],
+        },
+        ClientConfig {
+            name: "other".into(),
+            token: OTHER_TOKEN.into(),
+            senders: vec!["app:other".into()],
+        },
+    ];
+    cfg.store.path = dir.join("switchboard.db");
+    cfg.retry.initial_backoff_ms = 50;
+    cfg.retry.max_backoff_ms = 400;
+    cfg.retry.poll_interval_ms = 20;
+    cfg.drain_timeout_secs = 5;
+    cfg.im.domains = vec!["im.example.org".into()];
+    cfg.log.level = "warn".into();
+    cfg
+}
+
+/// Records what is POSTed to it: the IM server's webhook (`/im`) and report callbacks
+/// (`/reports`).
+#[derive(Clone)]
+pub struct Hooks {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<(String, Value)>>>,
+    stop: CancellationToken,
+}
+
+impl Hooks {
+    pub async fn start() -> Hooks {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        async fn record(
+            State((seen, path)): State<(Arc<Mutex<Vec<(String, Value)>>>, &'static str)>,
+            body: axum::body::Bytes,
+        ) -> &'static str {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            seen.lock().unwrap().push((path.to_string(), v));
+            "ok"
+        }
+        let app = axum::Router::new()
+            .route("/im", post(record).with_state((seen.clone(), "im")))
+            .route("/reports", post(record).with_state((seen.clone(), "reports")));
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(s.cancelled_owned())
+                .await;
+        });
+        Hooks { addr, seen, stop }
+    }
+
+    pub fn im_url(&self) -> String {
+        format!("http://{}/im", self.addr)
+    }
+
+    pub fn report_url(&self) -> String {
+        format!("http://{}/reports", self.addr)
+    }
+
+    /// Everything posted to `path` (`im` or `reports`) so far.
+    pub fn posted(&self, path: &str) -> Vec<Value> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Waits for a body posted to `path` that satisfies `pred`.
+    pub async fn wait(&self, path: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        wait_for(Duration::from_secs(10), what, || {
+            let found = self.posted(path).into_iter().find(|v| pred(v));
+            async move { found }
+        })
+        .await
+    }
+}
+
+/// An SDP simulator on port 0 in this process.
+pub struct Sim {
+    pub addr: SocketAddr,
+    pub sim: Arc<Simulator>,
+    stop: CancellationToken,
+}
+
+impl Sim {
+    pub async fn start(cfg: SimConfig) -> Sim {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Sim::start_on(listener, cfg).await
+    }
+
+    pub async fn start_on(listener: TcpListener, cfg: SimConfig) -> Sim {
+        let addr = listener.local_addr().unwrap();
+        let sim = Simulator::new(cfg);
+        let stop = CancellationToken::new();
+        tokio::spawn(sim::serve_with(listener, sim.clone(), stop.clone()));
+        Sim { addr, sim, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn send_sms_url(&self) -> String {
+        format!("http://{}{SEND_SMS_PATH}", self.addr)
+    }
+
+    /// Changes the simulator's behaviour (`/sim/control`).
+    pub async fn control(&self, body: Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/sim/control", self.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "sim control: {}", r.status());
+    }
+
+    /// Makes the simulator send an MO to the gateway; returns the HTTP status it reports.
+    pub async fn mo(&self, from: &str, to: &str, text: &str) -> reqwest::StatusCode {
+        reqwest::Client::new()
+            .post(format!("{}/sim/mo", self.url()))
+            .json(&serde_json::json!({"from": from, "to": to, "text": text}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A gateway on port 0 in this process, with its own simulator and webhook receiver.
+pub struct Harness {
+    pub base: String,
+    pub sim: Sim,
+    pub hooks: Hooks,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    pub cfg: Config,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), gateway::RunError>>>,
+}
+
+impl Harness {
+    /// Starts simulator, webhook receiver and gateway; `tweak` adjusts both configs.
+    pub async fn start(tweak: impl FnOnce(&mut Config, &mut SimConfig)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = Hooks::start().await;
+        let mut cfg = test_config(dir.path());
+        cfg.im.url = hooks.im_url();
+        let mut sim_cfg = SimConfig {
+            receipt_delay_ms: 10,
+            ..SimConfig::default()
+        };
+        tweak(&mut cfg, &mut sim_cfg);
+        let http_listener = TcpListener::bind(&cfg.http.listen).await.unwrap();
+        let http_addr = http_listener.local_addr().unwrap();
+        sim_cfg.notify_url = Some(format!("http://{http_addr}{NOTIFY_PATH}"));
+        let sim = Sim::start(sim_cfg).await;
+        if cfg.sdp.send_sms_url.is_empty() {
+            cfg.sdp.send_sms_url = sim.send_sms_url();
+        }
+        let errors = cfg.validate();
+        assert!(errors.is_empty(), "test config invalid: {errors:?}");
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(gateway::run(
+            cfg.clone(),
+            Listeners {
+                http: http_listener,
+                sim: None,
+            },
+            stop.clone(),
+        ));
+        let h = Harness {
+            base: format!("http://{http_addr}"),
+            sim,
+            hooks,
+            dir,
+            http: reqwest::Client::new(),
+            cfg,
+            stop,
+            task: Some(task),
+        };
+        h.wait_ready().await;
+        h
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = format!("{}/readyz", self.base);
+        let http = self.http.clone();
+        wait_for(Duration::from_secs(10), "the gateway to be ready", || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                match http.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => Some(()),
+                    _ => None,
+                }
+            }
+        })
+        .await;
+    }
+
+    /// `POST /v1/messages` with the test token.
+    pub async fn submit(&self, body: Value) -> (reqwest::StatusCode, Value) {
+        self.submit_as(TOKEN, body).await
+    }
+
+    pub async fn submit_as(&self, token: &str, body: Value) -> (reqwest::StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}/v1/messages", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET /v1/messages/{id}`.
+    pub async fn message(&self, id: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}/v1/messages/{id}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "GET message {id}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Waits until recipient `idx` of message `id` is in `state`; returns the message.
+    pub async fn wait_state(&self, id: &str, idx: usize, state: &str) -> Value {
+        wait_for(
+            Duration::from_secs(15),
+            &format!("message {id} recipient {idx} to become {state}"),
+            || async move {
+                let m = self.message(id).await;
+                (m["recipients"][idx]["state"] == state).then_some(m)
+            },
+        )
+        .await
+    }
+
+    /// POSTs raw XML to the gateway's SmsNotification endpoint.
+    pub async fn soap(&self, body: impl Into<String>) -> (reqwest::StatusCode, String) {
+        let r = self
+            .http
+            .post(format!("{}{NOTIFY_PATH}", self.base))
+            .header("content-type", "text/xml; charset=utf-8")
+            .header("SOAPAction", "\"\"")
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    /// The `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Rows in the store's `messages` table (read directly from the file).
+    pub fn stored_messages(&self) -> i64 {
+        count_rows(&self.cfg.store.path, "messages")
+    }
+
+    /// Stops the gateway (drain) and waits for it.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let r = tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .expect("gateway did not stop in time");
+            r.expect("gateway task panicked").expect("gateway failed");
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Counts the rows of a table in a SQLite store file.
+pub fn count_rows(db: &Path, table: &str) -> i64 {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A free loopback port (bound and released; for child processes that bind themselves).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The gateway binary as a child process, for crash and signal tests.
+pub struct ChildGateway {
+    pub child: std::process::Child,
+    pub base: String,
+    pub config: PathBuf,
+}
+
+impl ChildGateway {
+    /// Writes `cfg` next to its store and runs `switchboard run -c` on it; waits for ready.
+    pub async fn spawn(cfg: &Config) -> ChildGateway {
+        let config = cfg.store.path.with_file_name("switchboard.toml");
+        std::fs::write(&config, toml::to_string(cfg).unwrap()).unwrap();
+        let log = std::fs::File::create(cfg.store.path.with_file_name("gateway.log")).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["run", "-c"])
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start the gateway binary");
+        let gw = ChildGateway {
+            child,
+            base: format!("http://{}", cfg.http.listen),
+            config,
+        };
+        let url = format!("{}/readyz", gw.base);
+        wait_for(Duration::from_secs(20), "the child gateway to be ready", || {
+            let url = url.clone();
+            async move {
+                match reqwest::get(&url).await {
+                    Ok(r) if r.status().is_success() => Some(()),
+                    _ => None,
+                }
+            }
+        })
+        .await;
+        gw
+    }
+
+    /// Resident memory of the process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The gateway's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.config.with_file_name("gateway.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ChildGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
