@@ -90,7 +90,10 @@ impl Hooks {
         }
         let app = axum::Router::new()
             .route("/im", post(record).with_state((seen.clone(), "im")))
-            .route("/reports", post(record).with_state((seen.clone(), "reports")));
+            .route(
+                "/reports",
+                post(record).with_state((seen.clone(), "reports")),
+            );
         let stop = CancellationToken::new();
         let s = stop.clone();
         tokio::spawn(async move {
@@ -399,15 +402,19 @@ impl ChildGateway {
             config,
         };
         let url = format!("{}/readyz", gw.base);
-        wait_for(Duration::from_secs(20), "the child gateway to be ready", || {
-            let url = url.clone();
-            async move {
-                match reqwest::get(&url).await {
-                    Ok(r) if r.status().is_success() => Some(()),
-                    _ => None,
+        wait_for(
+            Duration::from_secs(20),
+            "the child gateway to be ready",
+            || {
+                let url = url.clone();
+                async move {
+                    match reqwest::get(&url).await {
+                        Ok(r) if r.status().is_success() => Some(()),
+                        _ => None,
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
         gw
     }
