@@ -2,9 +2,9 @@
 //! between address spaces.
 //!
 //! `sms:+E164`, `mail:local@domain`, `im:jid`, `group:name`, `app:id`; `tel:`, `mailto:` and
-//! `xmpp:` are accepted on input and normalised. Internal report targets (an origin's
-//! `report_url`) are `http://…` / `https://…` addresses; they are never accepted from the
-//! API's `to` list. Parsing never panics and reports what is wrong.
+//! `xmpp:` are accepted on input and normalised. An API origin's `report_url` becomes an
+//! `http://…` / `https://…` address (channel `callback`); such addresses are never accepted
+//! in the API's `to` list. Parsing never panics and reports what is wrong.
 
 use std::fmt;
 use std::str::FromStr;
@@ -72,7 +72,9 @@ impl fmt::Display for Channel {
 /// Why an address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
-    #[error("unknown address scheme in {0:?} (expected sms:, tel:, mail:, mailto:, im:, xmpp:, group: or app:)")]
+    #[error(
+        "unknown address scheme in {0:?} (expected sms:, tel:, mail:, mailto:, im:, xmpp:, group: or app:)"
+    )]
     UnknownScheme(String),
     #[error("bad phone number {0:?}: expected E.164 such as +8613800000000")]
     BadPhone(String),
@@ -254,9 +256,9 @@ fn parse_mail(s: &str) -> Option<String> {
         || local.len() > 64
         || domain.len() > 253
         || !valid_domain(domain)
-        || local
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"' | '\\'))
+        || local.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"' | '\\')
+        })
     {
         return None;
     }
@@ -280,7 +282,9 @@ fn parse_jid(s: &str) -> Option<String> {
         && (n.is_empty()
             || n.len() > 1023
             || n.chars().any(|c| {
-                c.is_whitespace() || c.is_control() || matches!(c, '"' | '&' | '\'' | '/' | ':' | '<' | '>' | '@')
+                c.is_whitespace()
+                    || c.is_control()
+                    || matches!(c, '"' | '&' | '\'' | '/' | ':' | '<' | '>' | '@')
             }))
     {
         return None;
@@ -311,14 +315,17 @@ fn valid_domain(d: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
         })
 }
 
 fn parse_name(s: &str) -> Option<String> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     ok.then(|| s.to_string())
 }
 
@@ -344,21 +351,43 @@ mod tests {
             ("tel:+86 138-0000-0000", "sms:+8613800000000"),
             ("mailto:Bob@Example.COM", "mail:Bob@example.com"),
             ("xmpp:alice@IM.example.org", "im:alice@im.example.org"),
-            ("im:alice@im.example.org/phone", "im:alice@im.example.org/phone"),
+            (
+                "im:alice@im.example.org/phone",
+                "im:alice@im.example.org/phone",
+            ),
             ("group:team42", "group:team42"),
             ("app:wx1234", "app:wx1234"),
         ];
         for (input, want) in cases {
-            assert_eq!(Address::parse_user(input).unwrap().to_string(), want, "{input}");
+            assert_eq!(
+                Address::parse_user(input).unwrap().to_string(),
+                want,
+                "{input}"
+            );
         }
     }
 
     #[test]
     fn refuses_bad_input_with_the_right_error() {
-        assert!(matches!(Address::parse_user("fax:123"), Err(AddressError::UnknownScheme(_))));
-        assert!(matches!(Address::parse_user("nothing"), Err(AddressError::UnknownScheme(_))));
-        for bad in ["sms:8613800000000", "sms:+0123456789", "sms:+12", "sms:+86138x", "sms:+1234567890123456"] {
-            assert!(matches!(Address::parse_user(bad), Err(AddressError::BadPhone(_))), "{bad}");
+        assert!(matches!(
+            Address::parse_user("fax:123"),
+            Err(AddressError::UnknownScheme(_))
+        ));
+        assert!(matches!(
+            Address::parse_user("nothing"),
+            Err(AddressError::UnknownScheme(_))
+        ));
+        for bad in [
+            "sms:8613800000000",
+            "sms:+0123456789",
+            "sms:+12",
+            "sms:+86138x",
+            "sms:+1234567890123456",
+        ] {
+            assert!(
+                matches!(Address::parse_user(bad), Err(AddressError::BadPhone(_))),
+                "{bad}"
+            );
         }
         assert!(Address::parse_user("mail:nobody").is_err());
         assert!(Address::parse_user("mail:a b@example.com").is_err());
@@ -369,8 +398,14 @@ mod tests {
 
     #[test]
     fn sdp_numbers_get_their_plus() {
-        assert_eq!(parse_sdp_number("tel:8613800000001").as_deref(), Some("+8613800000001"));
-        assert_eq!(parse_sdp_number("tel:+8613800000001").as_deref(), Some("+8613800000001"));
+        assert_eq!(
+            parse_sdp_number("tel:8613800000001").as_deref(),
+            Some("+8613800000001")
+        );
+        assert_eq!(
+            parse_sdp_number("tel:+8613800000001").as_deref(),
+            Some("+8613800000001")
+        );
         assert_eq!(parse_sdp_number("tel:abc"), None);
     }
 
@@ -394,7 +429,10 @@ mod tests {
 
     #[test]
     fn patterns() {
-        assert!(matches_pattern("im:*@im.example.org", "im:alice@im.example.org"));
+        assert!(matches_pattern(
+            "im:*@im.example.org",
+            "im:alice@im.example.org"
+        ));
         assert!(!matches_pattern("im:*@im.example.org", "im:alice@evil.org"));
         assert!(matches_pattern("*", "app:x"));
         assert!(matches_pattern("app:wx1", "app:wx1"));

@@ -370,7 +370,9 @@ impl Config {
                 e.push(format!("{key}.token: must be at least 8 characters"));
             }
             if !tokens.insert(&c.token) {
-                e.push(format!("{key}.token: the same token is given to two clients"));
+                e.push(format!(
+                    "{key}.token: the same token is given to two clients"
+                ));
             }
             if c.senders.is_empty() {
                 e.push(format!(
@@ -532,10 +534,7 @@ mod tests {
 
     #[test]
     fn shipped_configs_are_valid() {
-        for path in [
-            "config/switchboard.toml",
-            "config/production.toml",
-        ] {
+        for path in ["config/switchboard.toml", "config/production.toml"] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
             if let Err(e) = Config::load(&p) {
                 panic!("{path}: {e}");

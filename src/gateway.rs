@@ -68,15 +68,17 @@ pub async fn run(
     let aux_stop = CancellationToken::new();
 
     if cfg.simulator.enabled {
-        let sim_listener = listeners
-            .sim
-            .ok_or_else(|| RunError::Setup("the simulator is enabled but has no listener".into()))?;
+        let sim_listener = listeners.sim.ok_or_else(|| {
+            RunError::Setup("the simulator is enabled but has no listener".into())
+        })?;
         let sim_addr = sim_listener.local_addr()?;
         if cfg.sdp.send_sms_url.is_empty() {
             cfg.sdp.send_sms_url = format!("http://{sim_addr}{}", crate::sim::SEND_SMS_PATH);
         }
         let mut sim_cfg = cfg.simulator.sim.clone();
-        sim_cfg.notify_url.get_or_insert_with(|| notify_endpoint.clone());
+        sim_cfg
+            .notify_url
+            .get_or_insert_with(|| notify_endpoint.clone());
         tracing::info!(listen = %sim_addr, "built-in SDP simulator running");
         let stop = aux_stop.clone();
         aux.spawn(async move {
@@ -98,7 +100,10 @@ pub async fn run(
     };
     let recovered = store.recover().await?;
     if recovered > 0 {
-        tracing::info!(recipients = recovered, "recovered unsent work from the store");
+        tracing::info!(
+            recipients = recovered,
+            "recovered unsent work from the store"
+        );
     }
 
     let sinks = Sinks {
@@ -138,8 +143,8 @@ pub async fn run(
     });
     let app = crate::http::router(state);
     tracing::info!(listen = %http_addr, sdp = %cfg.sdp.send_sms_url, "switchboard running");
-    let server = axum::serve(listeners.http, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server =
+        axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let deadline = Duration::from_secs(cfg.drain_timeout_secs);
     let server = tokio::spawn(async move { server.await });
     shutdown.cancelled().await;

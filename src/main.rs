@@ -12,7 +12,11 @@ use switchboard::sim::{self, SimConfig};
 use switchboard::telemetry;
 
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "Message distribution gateway: IM, mail and apps to SMS/MMS and back")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Message distribution gateway: IM, mail and apps to SMS/MMS and back"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -137,7 +141,10 @@ fn main() -> ExitCode {
 }
 
 fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(f),
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

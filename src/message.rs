@@ -252,7 +252,11 @@ impl Kind {
         }
     }
     pub fn parse(s: &str) -> Kind {
-        if s == "report" { Kind::Report } else { Kind::Message }
+        if s == "report" {
+            Kind::Report
+        } else {
+            Kind::Message
+        }
     }
 }
 
@@ -265,8 +269,10 @@ pub struct Envelope {
     /// The API client (or connector) that submitted it.
     pub client: String,
     pub client_ref: Option<String>,
-    /// Where status reports go (API origins).
-    pub report_url: Option<String>,
+    /// Where status reports about this message go, in the origin's own form: an HTTP
+    /// callback URL (API), the mail sender (DSN), the IM user (XMPP receipt). `None`: the
+    /// origin asked for no reports.
+    pub report_to: Option<Address>,
     pub recipients: Vec<Recipient>,
     pub content: Content,
     pub created_at: i64,
@@ -303,7 +309,11 @@ mod b64 {
     pub fn encode(bytes: &[u8]) -> String {
         let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
         for chunk in bytes.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -352,7 +362,14 @@ mod b64 {
     #[cfg(test)]
     #[test]
     fn round_trip() {
-        for data in [&b""[..], b"a", b"ab", b"abc", b"abcd", &[0u8, 255, 128, 7, 9]] {
+        for data in [
+            &b""[..],
+            b"a",
+            b"ab",
+            b"abc",
+            b"abcd",
+            &[0u8, 255, 128, 7, 9],
+        ] {
             assert_eq!(decode(&encode(data)).unwrap(), data);
         }
         assert_eq!(encode(b"hello"), "aGVsbG8=");
@@ -375,7 +392,10 @@ mod tests {
 
     #[test]
     fn recipient_ids_round_trip() {
-        let id = RecipientId { msg: MsgId(0x0123_4567_89ab_cdef), idx: 7 };
+        let id = RecipientId {
+            msg: MsgId(0x0123_4567_89ab_cdef),
+            idx: 7,
+        };
         let s = id.to_string();
         assert_eq!(s.len(), 20);
         assert_eq!(RecipientId::parse(&s), Some(id));

@@ -81,10 +81,13 @@ pub(super) async fn submit(
     let req: SubmitBody =
         serde_json::from_slice(&body).map_err(|e| bad("invalid_json", e.to_string()))?;
 
-    let from = Address::parse_user(&req.from)
-        .map_err(|e| bad(e.code(), format!("from: {e}")))?;
+    let from = Address::parse_user(&req.from).map_err(|e| bad(e.code(), format!("from: {e}")))?;
     let from_text = from.to_string();
-    if !client.senders.iter().any(|p| matches_pattern(p, &from_text)) {
+    if !client
+        .senders
+        .iter()
+        .any(|p| matches_pattern(p, &from_text))
+    {
         metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => "sender_not_allowed")
             .increment(1);
         return Err(ApiError::new(
@@ -105,15 +108,23 @@ pub(super) async fn submit(
     if req.text.is_empty() && req.parts.is_empty() {
         return Err(bad("empty_message", "give a text or parts"));
     }
-    if req.client_ref.as_ref().is_some_and(|r| r.len() > MAX_CLIENT_REF) {
+    if req
+        .client_ref
+        .as_ref()
+        .is_some_and(|r| r.len() > MAX_CLIENT_REF)
+    {
         return Err(bad(
             "invalid_client_ref",
             format!("client_ref: at most {MAX_CLIENT_REF} bytes"),
         ));
     }
-    if let Some(url) = &req.report_url {
-        Address::parse_url(url).map_err(|e| bad("invalid_report_url", format!("report_url: {e}")))?;
-    }
+    let report_to = match &req.report_url {
+        Some(url) => Some(
+            Address::parse_url(url)
+                .map_err(|e| bad("invalid_report_url", format!("report_url: {e}")))?,
+        ),
+        None => None,
+    };
     let mut addrs: Vec<Address> = Vec::with_capacity(req.to.len());
     for (i, to) in req.to.iter().enumerate() {
         let a = Address::parse_user(to).map_err(|e| bad(e.code(), format!("to[{i}]: {e}")))?;
@@ -154,7 +165,7 @@ pub(super) async fn submit(
         origin: from,
         client: client.name.clone(),
         client_ref: req.client_ref,
-        report_url: req.report_url,
+        report_to,
         recipients: addrs
             .into_iter()
             .enumerate()
@@ -216,14 +227,28 @@ pub(super) async fn get_message(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let client = client(&st, &headers)?;
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no message {id:?}"));
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no message {id:?}"),
+        )
+    };
     let msg = MsgId::parse(&id).ok_or_else(not_found)?;
     let store = &st.intake.ctx().store;
     let unavailable = |e: crate::store::StoreError| {
         tracing::error!(error = %e, "cannot read a message");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string())
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        )
     };
-    let env = store.load(msg).await.map_err(unavailable)?.ok_or_else(not_found)?;
+    let env = store
+        .load(msg)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(not_found)?;
     // A client sees its own messages and what connectors received (MO, reports).
     let own = env.client == client.name || matches!(env.client.as_str(), "sdp" | "switchboard");
     if !own {

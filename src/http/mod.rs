@@ -101,7 +101,11 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         problems.push(format!("store: {e}"));
     }
     if problems.is_empty() {
-        (StatusCode::OK, axum::Json(serde_json::json!({"ready": true}))).into_response()
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"ready": true})),
+        )
+            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

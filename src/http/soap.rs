@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use crate::connectors::sdp::parlayx::{self, Fault, Notification, NotificationKind};
+use crate::pipeline::SubmitError;
 use crate::pipeline::mo::{self, MoError};
 use crate::pipeline::receipts::{self, ReceiptResult};
-use crate::pipeline::SubmitError;
 
 /// Where the SDP posts notifications (the `receiptRequest` endpoint).
 pub const NOTIFY_PATH: &str = "/parlayx/SmsNotification";
@@ -91,7 +91,12 @@ pub(super) async fn notification(
             ),
             Err(e) => {
                 tracing::error!(error = %e, "cannot store a delivery receipt");
-                fault("SVC0001", "A service error occurred. Error code is %1", vec!["store unavailable".into()], "store")
+                fault(
+                    "SVC0001",
+                    "A service error occurred. Error code is %1",
+                    vec!["store unavailable".into()],
+                    "store",
+                )
             }
         },
         Notification::Reception {
@@ -118,7 +123,12 @@ pub(super) async fn notification(
             ),
             Err(MoError::Submit(SubmitError::Store(e))) => {
                 tracing::error!(error = %e, "cannot store an MO");
-                fault("SVC0001", "A service error occurred. Error code is %1", vec!["store unavailable".into()], "store")
+                fault(
+                    "SVC0001",
+                    "A service error occurred. Error code is %1",
+                    vec!["store unavailable".into()],
+                    "store",
+                )
             }
         },
     }

@@ -20,7 +20,8 @@ pub(super) async fn run(
     tracker: TaskTracker,
 ) {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let in_flight = metrics::gauge!("switchboard_dispatch_in_flight", "channel" => channel.as_str());
+    let in_flight =
+        metrics::gauge!("switchboard_dispatch_in_flight", "channel" => channel.as_str());
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;

@@ -63,7 +63,9 @@ pub async fn receive(
     {
         match ctx.store.reply_party(ext).await {
             Ok(Some(party)) => {
-                target = Address::parse_stored(&party).ok().map(|a| (a, Route::Reply));
+                target = Address::parse_stored(&party)
+                    .ok()
+                    .map(|a| (a, Route::Reply));
             }
             Ok(None) => {}
             Err(e) => return Err(MoError::Submit(SubmitError::Store(e))),
@@ -86,14 +88,17 @@ pub async fn receive(
         target = Some((addr, Route::Default));
     }
     let now = now_ms();
-    let route = target.as_ref().map(|(_, r)| *r).unwrap_or(Route::Unroutable);
+    let route = target
+        .as_ref()
+        .map(|(_, r)| *r)
+        .unwrap_or(Route::Unroutable);
     let env = Envelope {
         id: ctx.ids.next(),
         kind: Kind::Message,
         origin: Address::Sms(phone),
         client: "sdp".into(),
         client_ref: None,
-        report_url: None,
+        report_to: None,
         recipients: target
             .map(|(a, _)| vec![Recipient::new(0, a)])
             .unwrap_or_default(),

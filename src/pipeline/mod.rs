@@ -33,7 +33,7 @@ use crate::address::{Address, Channel};
 use crate::config::Config;
 use crate::connectors::im::WebhookSink;
 use crate::connectors::sdp::SdpClient;
-use crate::connectors::{SinkError, Sent};
+use crate::connectors::{Sent, SinkError};
 use crate::message::{Envelope, IdGen, Kind, State, now_ms};
 use crate::store::{Applied, Outcome, Store, StoreError};
 
@@ -80,7 +80,11 @@ impl Sinks {
                 let Some(sdp) = &self.sms else {
                     return Err(SinkError::Transient("no SDP configured".into()));
                 };
-                let rcpt = d.env.recipient(d.idx).map(|r| r.address.value()).unwrap_or("");
+                let rcpt = d
+                    .env
+                    .recipient(d.idx)
+                    .map(|r| r.address.value())
+                    .unwrap_or("");
                 let correlator = d.env.recipient_id(d.idx).to_string();
                 sdp.send(&crate::connectors::sdp::SmsRequest {
                     to: rcpt,
@@ -98,9 +102,9 @@ impl Sinks {
                 Some(s) => s.deliver(&d.env, d.idx).await,
                 None => Err(SinkError::Transient("no report sink".into())),
             },
-            Channel::Mail | Channel::Group => {
-                Err(SinkError::Transient(format!("no {ch} connector configured")))
-            }
+            Channel::Mail | Channel::Group => Err(SinkError::Transient(format!(
+                "no {ch} connector configured"
+            ))),
         }
     }
 }
@@ -204,9 +208,7 @@ impl Ctx {
                     state: State::Expired,
                     attempts,
                     next_attempt_at: 0,
-                    last_error: Some(format!(
-                        "time to live ran out after {attempts} attempt(s)"
-                    )),
+                    last_error: Some(format!("time to live ran out after {attempts} attempt(s)")),
                     remote_id: None,
                     final_word: true,
                     status: None,
@@ -247,7 +249,9 @@ impl Ctx {
                         state: State::Expired,
                         attempts,
                         next_attempt_at: 0,
-                        last_error: Some(format!("time to live runs out before the next attempt: {e}")),
+                        last_error: Some(format!(
+                            "time to live runs out before the next attempt: {e}"
+                        )),
                         remote_id: None,
                         final_word: true,
                         status: None,
@@ -345,8 +349,7 @@ impl Intake {
             .collect();
         let env = Arc::new(env);
         self.ctx.store.insert((*env).clone()).await?;
-        metrics::counter!("switchboard_messages_received_total", "channel" => channel)
-            .increment(1);
+        metrics::counter!("switchboard_messages_received_total", "channel" => channel).increment(1);
         if !idxs.is_empty() {
             permit.send(Job {
                 env: env.clone(),
@@ -470,7 +473,9 @@ async fn auth_stage(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Job>, tx: mpsc::Sender
             *n > limit
         };
         for &idx in &job.idxs {
-            let Some(rcpt) = env.recipient(idx) else { continue };
+            let Some(rcpt) = env.recipient(idx) else {
+                continue;
+            };
             if env.kind == Kind::Message && opt_outs.contains(&rcpt.address) {
                 metrics::counter!("switchboard_messages_refused_total", "stage" => "auth", "reason" => "opted_out")
                     .increment(1);
@@ -516,7 +521,9 @@ async fn process_stage(
         metrics::counter!("switchboard_stage_processed_total", "stage" => "process").increment(1);
         let env = &job.env;
         for &idx in &job.idxs {
-            let Some(rcpt) = env.recipient(idx) else { continue };
+            let Some(rcpt) = env.recipient(idx) else {
+                continue;
+            };
             let ch = rcpt.channel();
             let Some(tx) = txs.get(&ch) else {
                 ctx.settle(

@@ -88,6 +88,9 @@ mod tests {
         assert_eq!(map_status(DeliveredToNetwork), (State::Sent, false));
         assert_eq!(map_status(MessageWaiting), (State::Sent, false));
         assert_eq!(map_status(DeliveryUncertain), (State::Sent, true));
-        assert_eq!(map_status(DeliveryNotificationNotSupported), (State::Sent, true));
+        assert_eq!(
+            map_status(DeliveryNotificationNotSupported),
+            (State::Sent, true)
+        );
     }
 }

@@ -77,8 +77,14 @@ impl Store {
         report_ttl_ms: i64,
     ) -> Result<Store, StoreError> {
         match cfg.backend.as_str() {
-            "sqlite" => Ok(Store::Sqlite(SqliteStore::open_with_ttl(cfg, ids, report_ttl_ms)?)),
-            other => Err(StoreError::Setup(format!("unknown store backend {other:?}"))),
+            "sqlite" => Ok(Store::Sqlite(SqliteStore::open_with_ttl(
+                cfg,
+                ids,
+                report_ttl_ms,
+            )?)),
+            other => Err(StoreError::Setup(format!(
+                "unknown store backend {other:?}"
+            ))),
         }
     }
 

@@ -22,8 +22,8 @@ use super::{Applied, Outcome, StoreError};
 use crate::address::Address;
 use crate::config::StoreConfig;
 use crate::message::{
-    Content, Envelope, IdGen, Kind, MsgId, Recipient, RecipientId, ReportBody, State,
-    StatusReport, now_ms,
+    Content, Envelope, IdGen, Kind, MsgId, Recipient, RecipientId, ReportBody, State, StatusReport,
+    now_ms,
 };
 
 const SCHEMA: &str = "
@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS messages (
     origin TEXT NOT NULL,
     client TEXT NOT NULL,
     client_ref TEXT,
-    report_url TEXT,
+    report_to TEXT,
     content TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
@@ -119,9 +119,8 @@ impl SqliteStore {
         if let Some(dir) = cfg.path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Setup(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Setup(format!("cannot create {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(&cfg.path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -200,11 +199,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self
-            .readers
-            .get()
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let conn = self.readers.get().await.map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || f(&conn))
             .await
             .map_err(|e| StoreError::Setup(format!("reader task failed: {e}")))?
@@ -244,16 +239,19 @@ impl SqliteStore {
 
     pub async fn reply_party(&self, ext: u32) -> Result<Option<String>, StoreError> {
         self.read(move |c| {
-            Ok(c.prepare_cached("SELECT party FROM reply_routes WHERE ext = ?1")?
-                .query_row([ext], |r| r.get(0))
-                .optional()?)
+            Ok(
+                c.prepare_cached("SELECT party FROM reply_routes WHERE ext = ?1")?
+                    .query_row([ext], |r| r.get(0))
+                    .optional()?,
+            )
         })
         .await
     }
 
     pub async fn state_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
         self.read(|c| {
-            let mut st = c.prepare_cached("SELECT state, COUNT(*) FROM recipients GROUP BY state")?;
+            let mut st =
+                c.prepare_cached("SELECT state, COUNT(*) FROM recipients GROUP BY state")?;
             let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             let mut out = BTreeMap::new();
             for row in rows {
@@ -372,7 +370,9 @@ impl Writer {
         &mut self,
         reqs: impl Iterator<Item = &'a Req>,
     ) -> Result<Vec<Reply>, StoreError> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut replies = Vec::new();
         for req in reqs {
             replies.push(exec(&tx, req, &self.ids, self.report_ttl_ms)?);
@@ -427,10 +427,11 @@ fn exec(c: &Connection, req: &Req, ids: &IdGen, report_ttl_ms: i64) -> Result<Re
             if let Some(ext) = found {
                 return Ok(Reply::Ext(ext as u32));
             }
-            let next: i64 =
-                c.query_row("SELECT COALESCE(MAX(ext), 0) + 1 FROM reply_routes", [], |r| {
-                    r.get(0)
-                })?;
+            let next: i64 = c.query_row(
+                "SELECT COALESCE(MAX(ext), 0) + 1 FROM reply_routes",
+                [],
+                |r| r.get(0),
+            )?;
             c.execute(
                 "INSERT INTO reply_routes (ext, party, created_at) VALUES (?1, ?2, ?3)",
                 params![next, party, now_ms()],
@@ -444,7 +445,7 @@ fn insert_envelope(c: &Connection, env: &Envelope) -> Result<(), StoreError> {
     let content = serde_json::to_string(&env.content)
         .map_err(|e| StoreError::Corrupt(format!("cannot encode content: {e}")))?;
     c.prepare_cached(
-        "INSERT INTO messages (id, kind, origin, client, client_ref, report_url, content, created_at, expires_at, note)
+        "INSERT INTO messages (id, kind, origin, client, client_ref, report_to, content, created_at, expires_at, note)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
@@ -453,7 +454,7 @@ fn insert_envelope(c: &Connection, env: &Envelope) -> Result<(), StoreError> {
         env.origin.to_string(),
         env.client,
         env.client_ref,
-        env.report_url,
+        env.report_to.as_ref().map(|a| a.to_string()),
         content,
         env.created_at,
         env.expires_at,
@@ -488,7 +489,7 @@ fn apply(
 ) -> Result<Applied, StoreError> {
     let row = c
         .prepare_cached(
-            "SELECT r.state, r.reported, r.address, m.kind, m.report_url, m.client_ref
+            "SELECT r.state, r.reported, r.address, m.kind, m.report_to, m.client_ref
              FROM recipients r JOIN messages m ON m.id = r.msg_id
              WHERE r.msg_id = ?1 AND r.idx = ?2",
         )?
@@ -503,7 +504,7 @@ fn apply(
             ))
         })
         .optional()?;
-    let Some((cur, reported, address, kind, report_url, client_ref)) = row else {
+    let Some((cur, reported, address, kind, report_to, client_ref)) = row else {
         return Ok(Applied::Unknown);
     };
     let cur = State::parse(&cur).ok_or_else(|| bad_state(&cur))?;
@@ -535,12 +536,12 @@ fn apply(
     let mut report = None;
     if o.final_word
         && Kind::parse(&kind) == Kind::Message
-        && let Some(url) = report_url
+        && let Some(to) = report_to
     {
         let origin = Address::parse_stored(&address)
             .map_err(|e| StoreError::Corrupt(format!("stored address: {e}")))?;
-        let target = Address::parse_url(&url)
-            .map_err(|e| StoreError::Corrupt(format!("stored report_url: {e}")))?;
+        let target = Address::parse_stored(&to)
+            .map_err(|e| StoreError::Corrupt(format!("stored report_to: {e}")))?;
         let id = ids.next();
         let mut rcpt = Recipient::new(0, target);
         rcpt.state = State::Retry;
@@ -550,7 +551,7 @@ fn apply(
             origin,
             client: "switchboard".into(),
             client_ref: None,
-            report_url: None,
+            report_to: None,
             recipients: vec![rcpt],
             content: Content {
                 text: String::new(),
@@ -579,7 +580,7 @@ fn apply(
 fn load_envelope(c: &Connection, id: MsgId) -> Result<Option<Envelope>, StoreError> {
     let row = c
         .prepare_cached(
-            "SELECT kind, origin, client, client_ref, report_url, content, created_at, expires_at, note
+            "SELECT kind, origin, client, client_ref, report_to, content, created_at, expires_at, note
              FROM messages WHERE id = ?1",
         )?
         .query_row([id.0 as i64], |r| {
@@ -596,7 +597,7 @@ fn load_envelope(c: &Connection, id: MsgId) -> Result<Option<Envelope>, StoreErr
             ))
         })
         .optional()?;
-    let Some((kind, origin, client, client_ref, report_url, content, created_at, expires_at, note)) =
+    let Some((kind, origin, client, client_ref, report_to, content, created_at, expires_at, note)) =
         row
     else {
         return Ok(None);
@@ -640,7 +641,10 @@ fn load_envelope(c: &Connection, id: MsgId) -> Result<Option<Envelope>, StoreErr
         origin,
         client,
         client_ref,
-        report_url,
+        report_to: report_to
+            .map(|a| Address::parse_stored(&a))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("report_to of {id}: {e}")))?,
         recipients,
         content,
         created_at,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{SinkError, Sent, classify_reqwest};
+use super::{Sent, SinkError, classify_reqwest};
 use crate::message::{Envelope, Part, ReportBody};
 
 /// One webhook target kind.
@@ -75,7 +75,9 @@ impl WebhookSink {
                 }),
             ),
             (None, None) => {
-                return Err(SinkError::Permanent("no webhook URL for this channel".into()));
+                return Err(SinkError::Permanent(
+                    "no webhook URL for this channel".into(),
+                ));
             }
         };
         let body = body.map_err(|e| SinkError::Permanent(format!("cannot encode: {e}")))?;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use parlayx::{ReceiptRequest, RequestHeader, SendSms, SoapError, Version};
 
-use super::{SinkError, Sent, classify_reqwest};
+use super::{Sent, SinkError, classify_reqwest};
 use crate::config::SdpConfig;
 
 /// Largest SDP response body read.
@@ -138,8 +138,9 @@ pub fn classify_response(status: http::StatusCode, body: &[u8]) -> Result<Sent, 
             "SDP answered HTTP {}",
             status.as_u16()
         ))),
-        Err(_) if status == http::StatusCode::TOO_MANY_REQUESTS
-            || status == http::StatusCode::REQUEST_TIMEOUT =>
+        Err(_)
+            if status == http::StatusCode::TOO_MANY_REQUESTS
+                || status == http::StatusCode::REQUEST_TIMEOUT =>
         {
             Err(SinkError::Transient(format!(
                 "SDP answered HTTP {}",
