@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
+use crate::connectors::mail::config::MailConfig;
 use crate::connectors::sdp::parlayx::Version;
 use crate::sim::SimConfig;
 
@@ -28,6 +29,8 @@ pub struct Config {
     pub im: WebhookConfig,
     pub reports: WebhookConfig,
     pub mo: MoConfig,
+    /// The mail bridge: SMTP server (inbound), smarthost (outbound), DSNs.
+    pub mail: MailConfig,
     pub directory: DirectoryConfig,
     /// The built-in SDP simulator, run inside the gateway process (local trial).
     pub simulator: EmbeddedSim,
@@ -47,6 +50,7 @@ impl Default for Config {
             im: WebhookConfig::default(),
             reports: WebhookConfig::default(),
             mo: MoConfig::default(),
+            mail: MailConfig::default(),
             directory: DirectoryConfig::default(),
             simulator: EmbeddedSim::default(),
             log: LogConfig::default(),
@@ -67,6 +71,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Seconds a client is told to wait (`Retry-After`) when a queue is full.
     pub retry_after_secs: u64,
+    /// Most open connections; further clients wait in the listen backlog.
+    pub max_connections: usize,
     /// API clients, each with its bearer token and the sender addresses it may use.
     pub clients: Vec<ClientConfig>,
 }
@@ -78,6 +84,7 @@ impl Default for HttpConfig {
             public_url: None,
             max_body_bytes: 1024 * 1024,
             retry_after_secs: 1,
+            max_connections: 1024,
             clients: Vec::new(),
         }
     }
@@ -357,6 +364,7 @@ impl Config {
         {
             e.push(format!("http.public_url: {u:?} is not an http(s) URL"));
         }
+        positive(&mut e, "http.max_connections", self.http.max_connections);
         if self.http.max_body_bytes < 1024 {
             e.push("http.max_body_bytes: must be at least 1024".into());
         }
@@ -467,6 +475,7 @@ impl Config {
         {
             e.push(format!("mo.default_route: {r:?} is not an address"));
         }
+        e.extend(self.mail.validate());
         for (i, a) in self.directory.opt_outs.iter().enumerate() {
             if Address::parse_user(a).is_err() {
                 e.push(format!("directory.opt_outs[{i}]: {a:?} is not an address"));

@@ -143,8 +143,10 @@ pub async fn run(
     });
     let app = crate::http::router(state);
     tracing::info!(listen = %http_addr, sdp = %cfg.sdp.send_sms_url, "switchboard running");
+    let listener =
+        crate::http::listener::LimitedListener::new(listeners.http, cfg.http.max_connections);
     let server =
-        axum::serve(listeners.http, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let deadline = Duration::from_secs(cfg.drain_timeout_secs);
     let server = tokio::spawn(async move { server.await });
     shutdown.cancelled().await;

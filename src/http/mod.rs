@@ -5,6 +5,7 @@
 //! `{code, message}` with a stable `code`; SOAP errors are SOAP 1.1 faults.
 
 mod api;
+pub mod listener;
 mod soap;
 
 use std::collections::HashMap;
