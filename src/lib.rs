@@ -7,6 +7,7 @@
 pub mod address;
 pub mod config;
 pub mod connectors;
+pub mod content;
 pub mod gateway;
 pub mod http;
 pub mod message;

@@ -1,0 +1,3 @@
+//! Content conversion: reshaping a message for the channel it goes to.
+
+pub mod sms;
