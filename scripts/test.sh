@@ -7,13 +7,28 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 command -v xsltproc >/dev/null 2>&1 || need_apt+=(xsltproc)
-if [ ${#need_apt[@]} -gt 0 ]; then
+command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
+# Postfix's smtp-sink and smtp-source for the mail tests: unpacked from the package, never
+# installed (no mail system is set up or started). The tests find them through this variable.
+export SWITCHBOARD_POSTFIX_DIR="$PWD/target/peers/postfix"
+need_postfix=false
+[ -x "$SWITCHBOARD_POSTFIX_DIR/usr/sbin/smtp-sink" ] || need_postfix=true
+if [ ${#need_apt[@]} -gt 0 ] || $need_postfix; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q "${need_apt[@]}"
+    if [ ${#need_apt[@]} -gt 0 ]; then
+      apt-get install -y -q "${need_apt[@]}"
+    fi
+    if $need_postfix; then
+      deb_dir="$(mktemp -d)"
+      (cd "$deb_dir" && apt-get download -q postfix)
+      mkdir -p "$SWITCHBOARD_POSTFIX_DIR"
+      dpkg -x "$deb_dir"/postfix_*.deb "$SWITCHBOARD_POSTFIX_DIR"
+      rm -rf "$deb_dir"
+    fi
   else
-    echo "missing: ${need_apt[*]} (run as root, or install them with apt-get)" >&2
+    echo "missing: ${need_apt[*]} $($need_postfix && echo postfix-tools) (run as root, or install them with apt-get)" >&2
     exit 1
   fi
 fi

@@ -340,6 +340,294 @@ pub fn matches_pattern(pattern: &str, addr: &str) -> bool {
     }
 }
 
+/// The network that a gateway domain stands for: the JIDs of an XMPP component domain (and
+/// the mail addresses of a mail gateway domain) name parties of this network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// Phones: `+8613800000000@sms.example.org` ↔ `sms:+8613800000000`.
+    Sms,
+    /// Mail: `bob\40example.com@mail.example.org` (XEP-0106) ↔ `mail:bob@example.com`.
+    Mail,
+    /// Directory groups: `team42@groups.example.org` ↔ `group:team42`.
+    Group,
+}
+
+impl Network {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Sms => "sms",
+            Network::Mail => "mail",
+            Network::Group => "group",
+        }
+    }
+
+    /// The network an address belongs to, if it is one a gateway domain can stand for.
+    pub fn of(addr: &Address) -> Option<Network> {
+        match addr {
+            Address::Sms(_) => Some(Network::Sms),
+            Address::Mail(_) => Some(Network::Mail),
+            Address::Group(_) => Some(Network::Group),
+            _ => None,
+        }
+    }
+}
+
+/// The address a JID node at a gateway domain of `network` stands for:
+/// `+8613800000000` (or `8613800000000`) → `sms:+8613800000000`,
+/// `bob\40example.com` → `mail:bob@example.com` (XEP-0106 unescaped), `team42` → `group:team42`.
+pub fn from_gateway_node(network: Network, node: &str) -> Result<Address, AddressError> {
+    match network {
+        Network::Sms => parse_e164(node, false)
+            .map(Address::Sms)
+            .ok_or_else(|| AddressError::BadPhone(node.to_string())),
+        Network::Mail => {
+            let raw = jid_unescape(node);
+            parse_mail(&raw)
+                .map(Address::Mail)
+                .ok_or(AddressError::BadMail(raw))
+        }
+        Network::Group => parse_name(node)
+            .map(Address::Group)
+            .ok_or_else(|| AddressError::BadName("group", node.to_string())),
+    }
+}
+
+/// The JID node that stands for `addr` at a gateway domain of its network (the inverse of
+/// [`from_gateway_node`]); `None` for addresses no gateway domain stands for.
+pub fn gateway_node(addr: &Address) -> Option<(Network, String)> {
+    let network = Network::of(addr)?;
+    let node = match addr {
+        Address::Mail(m) => jid_escape(m),
+        other => other.value().to_string(),
+    };
+    Some((network, node))
+}
+
+/// XEP-0106 escaping of a JID node: the characters a node may not contain (space, `"`, `&`,
+/// `'`, `/`, `:`, `<`, `>`, `@`) become `\XX`, and so does a `\` that would otherwise start an
+/// escape sequence.
+pub fn jid_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for (i, c) in s.char_indices() {
+        match c {
+            ' ' => out.push_str("\\20"),
+            '"' => out.push_str("\\22"),
+            '&' => out.push_str("\\26"),
+            '\'' => out.push_str("\\27"),
+            '/' => out.push_str("\\2f"),
+            ':' => out.push_str("\\3a"),
+            '<' => out.push_str("\\3c"),
+            '>' => out.push_str("\\3e"),
+            '@' => out.push_str("\\40"),
+            '\\' if escape_code(&s[i + 1..]).is_some() => out.push_str("\\5c"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Reverses [`jid_escape`]: each `\XX` that is one of XEP-0106's ten sequences becomes its
+/// character; anything else is left as it is.
+pub fn jid_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('\\') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        match escape_code(after) {
+            Some(c) => {
+                out.push(c);
+                rest = &after[2..];
+            }
+            None => {
+                out.push('\\');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The character of an XEP-0106 escape sequence starting `s` (after the backslash).
+fn escape_code(s: &str) -> Option<char> {
+    let code = s.get(..2)?;
+    Some(match code.to_ascii_lowercase().as_str() {
+        "20" => ' ',
+        "22" => '"',
+        "26" => '&',
+        "27" => '\'',
+        "2f" => '/',
+        "3a" => ':',
+        "3c" => '<',
+        "3e" => '>',
+        "40" => '@',
+        "5c" => '\\',
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod gateway_node_tests {
+    use super::*;
+
+    #[test]
+    fn gateway_nodes_map_both_ways() {
+        let cases = [
+            (Network::Sms, "+8613800000000", "sms:+8613800000000"),
+            (Network::Mail, "bob\\40example.com", "mail:bob@example.com"),
+            (Network::Group, "team42", "group:team42"),
+        ];
+        for (net, node, addr) in cases {
+            let a = from_gateway_node(net, node).unwrap();
+            assert_eq!(a.to_string(), addr);
+            assert_eq!(gateway_node(&a), Some((net, node.to_string())));
+        }
+        assert_eq!(
+            from_gateway_node(Network::Sms, "8613800000000").unwrap(),
+            Address::Sms("+8613800000000".into())
+        );
+        assert!(from_gateway_node(Network::Sms, "hello").is_err());
+        assert!(from_gateway_node(Network::Mail, "bob").is_err());
+        assert!(from_gateway_node(Network::Group, "a b").is_err());
+        assert_eq!(gateway_node(&Address::Im("a@b".into())), None);
+    }
+
+    #[test]
+    fn xep_0106_round_trips() {
+        for raw in [
+            "bob@example.com",
+            "d'artagnan@musketeers.lit",
+            "space cadet",
+            "c:\\net",
+            "c:\\cool stuff",
+            "\\5c and \\40",
+            "plain",
+            "trailing\\",
+        ] {
+            let esc = jid_escape(raw);
+            assert!(!esc.contains(['@', ' ', ':', '\'']), "{esc}");
+            assert_eq!(jid_unescape(&esc), raw, "{esc}");
+        }
+        assert_eq!(jid_escape("c:\\net"), "c\\3a\\net");
+        assert_eq!(jid_escape("c:\\cool stuff"), "c\\3a\\cool\\20stuff");
+        assert_eq!(jid_unescape("bob\\40EXAMPLE.com"), "bob@EXAMPLE.com");
+        assert_eq!(jid_unescape("a\\zz"), "a\\zz");
+    }
+}
+
+/// The gateway's own mail domains (`[mail]` config): mail to them is for phones, IM users and
+/// groups, and mail the gateway sends for those parties comes from them.
+///
+/// - `8613800000000@sms.example.org` ↔ `sms:+8613800000000`;
+/// - `alice@im.example.org` ↔ `im:alice@im.example.org`: the local part is the JID node,
+///   XEP-0106-escaped where a mail local part has characters a node may not
+///   (`o'brien` ↔ `o\27brien`); a JID of another domain is `node%domain@im.example.org`;
+/// - `team42@groups.example.org` ↔ `group:team42`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailDomains {
+    pub sms: String,
+    pub im: String,
+    pub groups: String,
+}
+
+impl MailDomains {
+    /// What a recipient mail address stands for: `Ok(None)` when its domain is not one of
+    /// the gateway's (relaying), an error when the local part does not fit its domain.
+    pub fn recipient(&self, mail: &str) -> Result<Option<Address>, AddressError> {
+        let Some((local, domain)) = mail.rsplit_once('@') else {
+            return Err(AddressError::BadMail(mail.to_string()));
+        };
+        if local.is_empty() {
+            return Err(AddressError::BadMail(mail.to_string()));
+        }
+        if domain.eq_ignore_ascii_case(&self.sms) {
+            parse_e164(local, false)
+                .map(|n| Some(Address::Sms(n)))
+                .ok_or_else(|| AddressError::BadPhone(mail.to_string()))
+        } else if domain.eq_ignore_ascii_case(&self.im) {
+            let jid = match local.rsplit_once('%') {
+                Some((node, other)) => format!("{}@{other}", jid_escape(node)),
+                None => format!("{}@{}", jid_escape(local), self.im.to_ascii_lowercase()),
+            };
+            parse_jid(&jid)
+                .map(|j| Some(Address::Im(j)))
+                .ok_or_else(|| AddressError::BadIm(mail.to_string()))
+        } else if domain.eq_ignore_ascii_case(&self.groups) {
+            parse_name(local)
+                .map(|g| Some(Address::Group(g)))
+                .ok_or_else(|| AddressError::BadName("group", mail.to_string()))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// How `addr` appears as a mail address (the `From` of mail sent on its behalf);
+    /// `None` for parties that have no mail form (apps, URLs).
+    pub fn mail_for(&self, addr: &Address) -> Option<String> {
+        match addr {
+            Address::Sms(n) => Some(format!("{}@{}", n.trim_start_matches('+'), self.sms)),
+            Address::Mail(m) => Some(m.clone()),
+            Address::Group(g) => Some(format!("{g}@{}", self.groups)),
+            Address::Im(jid) => {
+                let bare = jid.split('/').next().unwrap_or(jid);
+                let (node, domain) = bare.rsplit_once('@')?;
+                let local = jid_unescape(node);
+                let local = if parse_mail(&format!("{local}@{}", self.im)).is_some() {
+                    local
+                } else {
+                    node.to_string()
+                };
+                if domain.eq_ignore_ascii_case(&self.im) {
+                    Some(format!("{local}@{}", self.im))
+                } else {
+                    Some(format!("{local}%{domain}@{}", self.im))
+                }
+            }
+            Address::App(_) | Address::Url(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod mail_domain_tests {
+    use super::*;
+
+    fn domains() -> MailDomains {
+        MailDomains {
+            sms: "sms.example.org".into(),
+            im: "im.example.org".into(),
+            groups: "groups.example.org".into(),
+        }
+    }
+
+    #[test]
+    fn gateway_mail_addresses_map_both_ways() {
+        let d = domains();
+        let cases = [
+            ("8613800000000@sms.example.org", "sms:+8613800000000"),
+            ("alice@im.example.org", "im:alice@im.example.org"),
+            ("o'brien@im.example.org", "im:o\\27brien@im.example.org"),
+            ("carol%jabber.org@im.example.org", "im:carol@jabber.org"),
+            ("team42@groups.example.org", "group:team42"),
+        ];
+        for (mail, addr) in cases {
+            let a = d.recipient(mail).unwrap().unwrap();
+            assert_eq!(a.to_string(), addr, "{mail}");
+            assert_eq!(d.mail_for(&a).as_deref(), Some(mail), "{addr}");
+        }
+        assert_eq!(
+            d.recipient("8613800000000@SMS.example.org").unwrap(),
+            Some(Address::Sms("+8613800000000".into()))
+        );
+        assert_eq!(d.recipient("x@gmail.com").unwrap(), None);
+        assert!(d.recipient("hello@sms.example.org").is_err());
+        assert!(d.recipient("a b@groups.example.org").is_err());
+        assert_eq!(d.mail_for(&Address::App("wx1".into())), None);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

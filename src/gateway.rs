@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::connectors::im::WebhookSink;
+use crate::connectors::mail::MailSink;
 use crate::connectors::sdp::SdpClient;
 use crate::http::{AppState, NOTIFY_PATH};
 use crate::message::IdGen;
@@ -28,6 +29,8 @@ pub struct Listeners {
     pub http: TcpListener,
     /// For the embedded simulator, when `[simulator] enabled = true`.
     pub sim: Option<TcpListener>,
+    /// The SMTP server's, when `[mail] listen` is set.
+    pub smtp: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -39,7 +42,12 @@ impl Listeners {
         } else {
             None
         };
-        Ok(Listeners { http, sim })
+        let smtp = if cfg.mail.listen.is_empty() {
+            None
+        } else {
+            Some(TcpListener::bind(&cfg.mail.listen).await?)
+        };
+        Ok(Listeners { http, sim, smtp })
     }
 }
 
@@ -121,11 +129,39 @@ pub async fn run(
             Duration::from_millis(cfg.reports.timeout_ms),
             cfg.reports.concurrency,
         )),
+        mail: if cfg.mail.smarthost.is_empty() {
+            None
+        } else {
+            Some(MailSink::new(&cfg.mail, store.clone()).map_err(RunError::Setup)?)
+        },
     };
     let ctx = Arc::new(Ctx::new(cfg.clone(), store.clone(), ids));
     let tracker = TaskTracker::new();
     let stages_stop = CancellationToken::new();
     let (intake, depths) = pipeline::start(ctx, sinks, &tracker, stages_stop.clone());
+    // The SMTP server stops with the HTTP server: it takes no new mail, finishes the
+    // messages in progress within the drain deadline, then lets go of the intake.
+    let smtp = match listeners.smtp {
+        Some(l) => {
+            let tls = crate::connectors::mail::server::tls_acceptor(&cfg.mail)
+                .map_err(RunError::Setup)?;
+            tracing::info!(listen = %l.local_addr()?, starttls = tls.is_some(), "SMTP server running");
+            Some(tokio::spawn(crate::connectors::mail::server::serve(
+                l,
+                intake.clone(),
+                tls,
+                shutdown.clone(),
+                Duration::from_secs(cfg.drain_timeout_secs),
+            )))
+        }
+        None => None,
+    };
+    if cfg.mail.delay_report_secs > 0 && !cfg.mail.listen.is_empty() {
+        tracker.spawn(crate::connectors::mail::delay_reporter(
+            intake.ctx().clone(),
+            shutdown.clone(),
+        ));
+    }
 
     let clients: HashMap<_, _> = cfg
         .http
@@ -157,6 +193,12 @@ pub async fn run(
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server error"),
         Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("HTTP connections still open at the drain deadline"),
+    }
+    if let Some(smtp) = smtp {
+        let left = deadline.saturating_sub(started.elapsed()) + Duration::from_secs(2);
+        if tokio::time::timeout(left, smtp).await.is_err() {
+            tracing::warn!("SMTP server still running at the drain deadline");
+        }
     }
     stages_stop.cancel();
     let left = deadline.saturating_sub(started.elapsed());

@@ -203,6 +203,45 @@ pub struct Content {
     pub parts: Vec<Part>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<ReportBody>,
+    /// What a mail origin's delivery status notifications need (RFC 3461 parameters, the
+    /// original headers); only on messages received over SMTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<MailMeta>,
+}
+
+/// The SMTP envelope parameters of a received mail, kept for its DSNs (RFC 3461).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailMeta {
+    /// `ENVID`, returned as `Original-Envelope-Id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+    /// `RET=FULL` (else headers only).
+    #[serde(default)]
+    pub ret_full: bool,
+    /// Per recipient (by index): what the sender asked to hear about.
+    #[serde(default)]
+    pub rcpts: Vec<MailRcpt>,
+    /// The original header block, attached to DSNs (bounded at receive).
+    #[serde(default)]
+    pub headers: String,
+    /// The message had attachments that an SMS recipient does not get.
+    #[serde(default)]
+    pub multimedia: bool,
+    /// When a `delayed` DSN is due for recipients still unsent (ms); `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_report_at: Option<i64>,
+}
+
+/// One recipient's DSN request: `NOTIFY` and `ORCPT`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailRcpt {
+    /// As given in `RCPT TO`.
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
+    pub notify_success: bool,
+    pub notify_failure: bool,
+    pub notify_delay: bool,
 }
 
 /// One recipient of an envelope.

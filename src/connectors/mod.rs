@@ -2,6 +2,7 @@
 //! whether it worked; a failure says in its type whether a retry makes sense.
 
 pub mod im;
+pub mod mail;
 pub mod sdp;
 
 /// A delivery the sink accepted.

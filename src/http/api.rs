@@ -175,6 +175,7 @@ pub(super) async fn submit(
             text: req.text,
             parts: req.parts,
             report: None,
+            mail: None,
         },
         created_at: now,
         expires_at: now + (st.cfg.retry.ttl_secs as i64) * 1000,
@@ -250,7 +251,8 @@ pub(super) async fn get_message(
         .map_err(unavailable)?
         .ok_or_else(not_found)?;
     // A client sees its own messages and what connectors received (MO, reports).
-    let own = env.client == client.name || matches!(env.client.as_str(), "sdp" | "switchboard");
+    let own =
+        env.client == client.name || matches!(env.client.as_str(), "sdp" | "smtp" | "xmpp" | "switchboard");
     if !own {
         return Err(not_found());
     }

@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use crate::address::{Address, Channel};
 use crate::config::Config;
 use crate::connectors::im::WebhookSink;
+use crate::connectors::mail::MailSink;
 use crate::connectors::sdp::SdpClient;
 use crate::connectors::{Sent, SinkError};
 use crate::message::{Envelope, IdGen, Kind, State, now_ms};
@@ -57,6 +58,7 @@ pub struct Sinks {
     pub sms: Option<SdpClient>,
     pub im: Option<WebhookSink>,
     pub callback: Option<WebhookSink>,
+    pub mail: Option<MailSink>,
 }
 
 impl Sinks {
@@ -65,7 +67,8 @@ impl Sinks {
             Channel::Sms => self.sms.is_some(),
             Channel::Im | Channel::App => self.im.is_some(),
             Channel::Callback => self.callback.is_some(),
-            Channel::Mail | Channel::Group => false,
+            Channel::Mail => self.mail.is_some(),
+            Channel::Group => false,
         }
     }
 
@@ -102,7 +105,11 @@ impl Sinks {
                 Some(s) => s.deliver(&d.env, d.idx).await,
                 None => Err(SinkError::Transient("no report sink".into())),
             },
-            Channel::Mail | Channel::Group => Err(SinkError::Transient(format!(
+            Channel::Mail => match &self.mail {
+                Some(s) => s.deliver(&d.env, d.idx).await,
+                None => Err(SinkError::Transient("no mail smarthost configured".into())),
+            },
+            Channel::Group => Err(SinkError::Transient(format!(
                 "no {ch} connector configured"
             ))),
         }
@@ -412,6 +419,7 @@ pub fn start(
         let concurrency = match ch {
             Channel::Sms => ctx.cfg.sdp.concurrency,
             Channel::Im => ctx.cfg.im.concurrency,
+            Channel::Mail => ctx.cfg.mail.concurrency,
             _ => ctx.cfg.reports.concurrency,
         };
         tracker.spawn(dispatch::run(

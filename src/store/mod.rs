@@ -130,6 +130,15 @@ impl Store {
         }
     }
 
+    /// Creates the `delayed` reports that are due (mail origins that asked for them, whose
+    /// recipients are still unsent after the configured wait); each is made once, and the
+    /// due times are in the store, so they survive restarts. Returns how many were made.
+    pub async fn delay_reports(&self, now: i64, limit: usize) -> Result<usize, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.delay_reports(now, limit).await,
+        }
+    }
+
     /// The reply-routing extension of an Internet-side party, created on first use.
     pub async fn reply_ext(&self, party: &str) -> Result<u32, StoreError> {
         match self {

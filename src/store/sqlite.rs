@@ -22,8 +22,8 @@ use super::{Applied, Outcome, StoreError};
 use crate::address::Address;
 use crate::config::StoreConfig;
 use crate::message::{
-    Content, Envelope, IdGen, Kind, MsgId, Recipient, RecipientId, ReportBody, State, StatusReport,
-    now_ms,
+    Content, Envelope, IdGen, Kind, MailRcpt, MsgId, Recipient, RecipientId, ReportBody, State,
+    StatusReport, now_ms,
 };
 
 const SCHEMA: &str = "
@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS reports (
     received_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reports_msg ON reports (msg_id);
+CREATE TABLE IF NOT EXISTS delay_watch (
+    msg_id INTEGER PRIMARY KEY,
+    due_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS delay_watch_due ON delay_watch (due_at);
 CREATE TABLE IF NOT EXISTS reply_routes (
     ext INTEGER PRIMARY KEY,
     party TEXT NOT NULL UNIQUE,
@@ -75,6 +80,7 @@ enum Req {
     ClaimDue(i64, usize),
     Recover,
     ReplyExt(String),
+    DelayReports(i64, usize),
 }
 
 enum Reply {
@@ -182,6 +188,13 @@ impl SqliteStore {
 
     pub async fn recover(&self) -> Result<usize, StoreError> {
         match self.call(Req::Recover).await? {
+            Reply::Count(n) => Ok(n),
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub async fn delay_reports(&self, now: i64, limit: usize) -> Result<usize, StoreError> {
+        match self.call(Req::DelayReports(now, limit)).await? {
             Reply::Count(n) => Ok(n),
             _ => Err(mismatch()),
         }
@@ -411,6 +424,9 @@ fn exec(c: &Connection, req: &Req, ids: &IdGen, report_ttl_ms: i64) -> Result<Re
             }
             Ok(Reply::Ids(ids))
         }
+        Req::DelayReports(now, limit) => {
+            delay_reports(c, *now, *limit, ids, report_ttl_ms).map(Reply::Count)
+        }
         Req::Recover => {
             let n = c.execute(
                 "UPDATE recipients SET state = 'retry', next_attempt_at = 0
@@ -477,7 +493,133 @@ fn insert_envelope(c: &Connection, env: &Envelope) -> Result<(), StoreError> {
             env.created_at,
         ])?;
     }
+    if let (Some(at), Some(_)) = (
+        env.content.mail.as_ref().and_then(|m| m.delay_report_at),
+        &env.report_to,
+    ) {
+        c.prepare_cached("INSERT OR REPLACE INTO delay_watch (msg_id, due_at) VALUES (?1, ?2)")?
+            .execute(params![env.id.0 as i64, at])?;
+    }
     Ok(())
+}
+
+/// Whether the origin wants to hear about this outcome. A mail sender said so per recipient
+/// (DSN `NOTIFY`, kept in the content), so no report is made that would only be dropped;
+/// every other origin hears of every final outcome.
+fn wants_report(
+    c: &Connection,
+    rid: RecipientId,
+    report_to: &str,
+    state: State,
+) -> Result<bool, StoreError> {
+    if !report_to.starts_with("mail:") {
+        return Ok(true);
+    }
+    let rcpt: Option<String> = c
+        .prepare_cached(
+            "SELECT json_extract(content, '$.mail.rcpts[' || ?2 || ']') FROM messages WHERE id = ?1",
+        )?
+        .query_row(params![rid.msg.0 as i64, rid.idx], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let Some(r) = rcpt.and_then(|j| serde_json::from_str::<MailRcpt>(&j).ok()) else {
+        return Ok(true);
+    };
+    Ok(match state {
+        State::Delivered | State::Sent => r.notify_success,
+        State::Failed | State::Expired => r.notify_failure,
+        _ => true,
+    })
+}
+
+/// A recipient still unsent: idx, address, state, last error, report_to, client_ref.
+type DelayRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// `delayed` reports: for each message whose delay-report time has come, every recipient
+/// still unsent (and not reported yet) gets a report envelope in its current state, once.
+fn delay_reports(
+    c: &Connection,
+    now: i64,
+    limit: usize,
+    ids: &IdGen,
+    report_ttl_ms: i64,
+) -> Result<usize, StoreError> {
+    let due: Vec<i64> = c
+        .prepare_cached(
+            "SELECT msg_id FROM delay_watch WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2",
+        )?
+        .query_map(params![now, limit as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut made = 0;
+    for msg in due {
+        c.prepare_cached("DELETE FROM delay_watch WHERE msg_id = ?1")?
+            .execute([msg])?;
+        let rows: Vec<DelayRow> = c
+            .prepare_cached(
+                "SELECT r.idx, r.address, r.state, r.last_error, m.report_to, m.client_ref
+                 FROM recipients r JOIN messages m ON m.id = r.msg_id
+                 WHERE r.msg_id = ?1 AND r.state IN ('queued', 'retry', 'held')
+                   AND r.reported IS NULL AND m.kind = 'message'",
+            )?
+            .query_map([msg], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        for (idx, address, state, last_error, report_to, client_ref) in rows {
+            let Some(to) = report_to else { continue };
+            let target = Address::parse_stored(&to)
+                .map_err(|e| StoreError::Corrupt(format!("stored report_to: {e}")))?;
+            let origin = Address::parse_stored(&address)
+                .map_err(|e| StoreError::Corrupt(format!("stored address: {e}")))?;
+            let state = State::parse(&state).ok_or_else(|| bad_state(&state))?;
+            let mut rcpt = Recipient::new(0, target);
+            rcpt.state = State::Retry;
+            let env = Envelope {
+                id: ids.next(),
+                kind: Kind::Report,
+                origin,
+                client: "switchboard".into(),
+                client_ref: None,
+                report_to: None,
+                recipients: vec![rcpt],
+                content: Content {
+                    report: Some(ReportBody {
+                        message_id: MsgId(msg as u64).to_string(),
+                        client_ref,
+                        recipient: address,
+                        state,
+                        detail: last_error,
+                        at_ms: now,
+                    }),
+                    ..Content::default()
+                },
+                created_at: now,
+                expires_at: now + report_ttl_ms,
+                note: None,
+            };
+            insert_envelope(c, &env)?;
+            c.prepare_cached(
+                "UPDATE recipients SET reported = 'delayed' WHERE msg_id = ?1 AND idx = ?2",
+            )?
+            .execute(params![msg, idx])?;
+            made += 1;
+        }
+    }
+    Ok(made)
 }
 
 fn apply(
@@ -537,6 +679,7 @@ fn apply(
     if o.final_word
         && Kind::parse(&kind) == Kind::Message
         && let Some(to) = report_to
+        && wants_report(c, rid, &to, o.state)?
     {
         let origin = Address::parse_stored(&address)
             .map_err(|e| StoreError::Corrupt(format!("stored address: {e}")))?;
@@ -564,6 +707,7 @@ fn apply(
                     detail: o.status.clone().or_else(|| o.last_error.clone()),
                     at_ms: now,
                 }),
+                mail: None,
             },
             created_at: now,
             expires_at: now + report_ttl_ms,

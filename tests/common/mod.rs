@@ -203,6 +203,8 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
     pub cfg: Config,
+    /// The SMTP server's address, when the config has `[mail] listen`.
+    pub smtp: Option<SocketAddr>,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<Result<(), gateway::RunError>>>,
 }
@@ -228,12 +230,20 @@ impl Harness {
         }
         let errors = cfg.validate();
         assert!(errors.is_empty(), "test config invalid: {errors:?}");
+        // `[mail] listen` set (to port 0): the SMTP server gets a listener too.
+        let smtp_listener = if cfg.mail.listen.is_empty() {
+            None
+        } else {
+            Some(TcpListener::bind(&cfg.mail.listen).await.unwrap())
+        };
+        let smtp = smtp_listener.as_ref().map(|l| l.local_addr().unwrap());
         let stop = CancellationToken::new();
         let task = tokio::spawn(gateway::run(
             cfg.clone(),
             Listeners {
                 http: http_listener,
                 sim: None,
+                smtp: smtp_listener,
             },
             stop.clone(),
         ));
@@ -244,6 +254,7 @@ impl Harness {
             dir,
             http: reqwest::Client::new(),
             cfg,
+            smtp,
             stop,
             task: Some(task),
         };

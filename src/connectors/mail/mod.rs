@@ -1,0 +1,219 @@
+//! The mail bridge: an SMTP server for mail to the gateway's domains (phones, IM users,
+//! groups), an SMTP client that hands mail the gateway makes to a smarthost, and delivery
+//! status notifications (RFC 3464) back to mail senders.
+//!
+//! - `server`: inbound SMTP on `smtp-proto` (+ STARTTLS with `tokio-rustls`); `250` only
+//!   after the commit, `451 4.3.2` when the queue is full.
+//! - `parse`: the received mail as gateway content (`mail-parser`).
+//! - `client`: the smarthost pool (lettre over `TCP_NODELAY` sockets, `deadpool` bounded).
+//! - `dsn`: the reports (`mail-builder`).
+//!
+//! [`MailSink`] is the dispatch sink of the `mail` channel: a message becomes a mail from
+//! the origin's mapped address (`8613800000000@sms.example.org`), a status report for a mail
+//! origin becomes a DSN — if the sender asked for that outcome (`NOTIFY`), else it is
+//! settled without sending anything.
+
+pub mod client;
+pub mod config;
+pub mod dsn;
+pub mod parse;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mail_builder::MessageBuilder;
+use tokio_util::sync::CancellationToken;
+
+use super::{Sent, SinkError};
+use crate::address::{Address, MailDomains};
+use crate::message::{Envelope, MailRcpt, MsgId, ReportBody};
+use crate::pipeline::Ctx;
+use crate::store::Store;
+use config::MailConfig;
+
+/// The sink of the `mail` channel.
+#[derive(Clone)]
+pub struct MailSink {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: client::SmtpClient,
+    store: Store,
+    hostname: String,
+    domains: MailDomains,
+}
+
+impl MailSink {
+    /// A sink sending through `cfg.smarthost`; `store` is read for DSNs (the original
+    /// message's envelope parameters).
+    pub fn new(cfg: &MailConfig, store: Store) -> Result<MailSink, String> {
+        let ca_pem = match &cfg.smarthost_ca {
+            Some(p) => Some(
+                std::fs::read(p)
+                    .map_err(|e| format!("mail.smarthost_ca: cannot read {}: {e}", p.display()))?,
+            ),
+            None => None,
+        };
+        let client = client::SmtpClient::new(client::ClientConfig {
+            smarthost: &cfg.smarthost,
+            hello_name: &cfg.hostname,
+            starttls: cfg.smarthost_starttls,
+            ca_pem,
+            max_connections: cfg.smarthost_connections,
+            timeout: Duration::from_millis(cfg.timeout_ms),
+        })?;
+        Ok(MailSink {
+            inner: Arc::new(Inner {
+                client,
+                store,
+                hostname: cfg.hostname.clone(),
+                domains: cfg.domains(),
+            }),
+        })
+    }
+
+    /// Delivers recipient `idx` of `env`: a message as a mail, a report as a DSN.
+    pub async fn deliver(&self, env: &Envelope, idx: u32) -> Result<Sent, SinkError> {
+        let rcpt = env
+            .recipient(idx)
+            .ok_or_else(|| SinkError::Permanent(format!("no recipient {idx}")))?;
+        let Address::Mail(to) = &rcpt.address else {
+            return Err(SinkError::Permanent(format!(
+                "{} is not a mail address",
+                rcpt.address
+            )));
+        };
+        if let Some(report) = &env.content.report {
+            return self.deliver_report(env, to, report).await;
+        }
+        let me = &self.inner;
+        let from = me
+            .domains
+            .mail_for(&env.origin)
+            .unwrap_or_else(|| format!("noreply@{}", me.hostname));
+        let subject = match &env.origin {
+            Address::Sms(n) => format!("SMS from {n}"),
+            other => format!("Message from {}", other.value()),
+        };
+        let mut b = MessageBuilder::new()
+            .from(from.clone())
+            .to(to.clone())
+            .subject(subject)
+            .message_id(format!("{}@{}", env.recipient_id(idx), me.hostname))
+            .text_body(env.content.text.clone());
+        for p in &env.content.parts {
+            b = b.attachment(
+                p.content_type.clone(),
+                p.name.clone().unwrap_or_else(|| "part".into()),
+                p.bytes.clone(),
+            );
+        }
+        let bytes = b
+            .write_to_vec()
+            .map_err(|e| SinkError::Permanent(format!("cannot build the mail: {e}")))?;
+        let reply = me.client.send(Some(&from), to, &bytes).await?;
+        Ok(Sent {
+            remote_id: Some(reply).filter(|r| !r.is_empty()),
+            final_word: true,
+        })
+    }
+
+    async fn deliver_report(
+        &self,
+        env: &Envelope,
+        to: &str,
+        report: &ReportBody,
+    ) -> Result<Sent, SinkError> {
+        let me = &self.inner;
+        let original = match MsgId::parse(&report.message_id) {
+            Some(id) => me
+                .store
+                .load(id)
+                .await
+                .map_err(|e| SinkError::Transient(format!("store: {e}")))?,
+            None => None,
+        };
+        let meta = original.as_ref().and_then(|o| o.content.mail.as_ref());
+        let rcpt_idx = original.as_ref().and_then(|o| {
+            o.recipients
+                .iter()
+                .find(|r| r.address.to_string() == report.recipient)
+                .map(|r| r.idx)
+        });
+        let rcpt_meta: Option<&MailRcpt> = meta
+            .zip(rcpt_idx)
+            .and_then(|(m, i)| m.rcpts.get(i as usize));
+        let action = dsn::Action::of(report.state);
+        // No DSN parameters on record (not a mail origin): report failures only.
+        let wanted = match (rcpt_meta, action) {
+            (Some(r), dsn::Action::Delivered | dsn::Action::Relayed) => r.notify_success,
+            (Some(r), dsn::Action::Failed) => r.notify_failure,
+            (Some(r), dsn::Action::Delayed) => r.notify_delay,
+            (None, a) => a == dsn::Action::Failed,
+        };
+        if !wanted {
+            metrics::counter!("switchboard_dsn_total", "action" => action.as_str(), "outcome" => "not_requested")
+                .increment(1);
+            return Ok(Sent {
+                remote_id: None,
+                final_word: true,
+            });
+        }
+        let final_recipient = Address::parse_stored(&report.recipient)
+            .ok()
+            .and_then(|a| me.domains.mail_for(&a))
+            .unwrap_or_else(|| report.recipient.clone());
+        let arrival = original
+            .as_ref()
+            .map(|o| o.created_at)
+            .unwrap_or(env.created_at);
+        let ts = |ms: i64| {
+            chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).unwrap_or_default()
+        };
+        let bytes = dsn::build(&dsn::Dsn {
+            reporting_mta: &me.hostname,
+            to,
+            envid: meta.and_then(|m| m.envid.as_deref()),
+            final_recipient: &final_recipient,
+            original_recipient: rcpt_meta.and_then(|r| r.orcpt.as_deref()),
+            action,
+            status: dsn::status_code(report.state, report.detail.as_deref()),
+            diagnostic: report.detail.as_deref(),
+            arrival: ts(arrival),
+            last_attempt: ts(report.at_ms),
+            headers: meta.map(|m| m.headers.as_str()).unwrap_or(""),
+            message_id: format!("{}.dsn@{}", env.id, me.hostname),
+        });
+        let reply = me.client.send(None, to, &bytes).await?;
+        metrics::counter!("switchboard_dsn_total", "action" => action.as_str(), "outcome" => "sent")
+            .increment(1);
+        Ok(Sent {
+            remote_id: Some(reply).filter(|r| !r.is_empty()),
+            final_word: true,
+        })
+    }
+}
+
+/// Makes the `delayed` reports that have come due, until `stop`. The due times live in the
+/// store, so a restart neither loses nor repeats them.
+pub async fn delay_reporter(ctx: Arc<Ctx>, stop: CancellationToken) {
+    let wait_ms = ctx.cfg.mail.delay_report_secs.saturating_mul(1000);
+    let period = Duration::from_millis((wait_ms / 10).clamp(100, 30_000));
+    loop {
+        match ctx.store.delay_reports(crate::message::now_ms(), 256).await {
+            Ok(n) if n > 0 => {
+                metrics::counter!("switchboard_dsn_delayed_created_total").increment(n as u64);
+                ctx.feeder_wake.notify_one();
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot make delayed reports"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+    }
+}
