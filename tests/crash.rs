@@ -1,0 +1,191 @@
+//! Crash: under load, `kill -9` the gateway and restart it on the same store. Every message
+//! that got a `202` reaches the SDP (at-least-once: duplicates are allowed and counted, none
+//! is missing).
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+use switchboard::http::NOTIFY_PATH;
+use switchboard::sim::SimConfig;
+use tokio::sync::Notify;
+
+/// Messages offered in total (bounded), by this many concurrent clients.
+const MESSAGES: usize = 3000;
+const CLIENTS: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_under_load_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let sim = Sim::start(SimConfig {
+        notify_url: Some(format!("http://127.0.0.1:{port}{NOTIFY_PATH}")),
+        receipt_delay_ms: 10,
+        send_receipts: true,
+        // Some sendSms fail for a while, so that at the kill there is work in every
+        // state: queued, waiting for a retry, in flight at the SDP, sent.
+        transient_error_rate: 0.2,
+        // Room for every message twice: each one at least once, plus the re-sent ones.
+        keep_messages: 2 * MESSAGES,
+        ..SimConfig::default()
+    })
+    .await;
+    let mut cfg = test_config(dir.path());
+    cfg.http.listen = format!("127.0.0.1:{port}");
+    cfg.sdp.send_sms_url = sim.send_sms_url();
+    cfg.store.synchronous = "full".into();
+    let mut gw = ChildGateway::spawn(&cfg).await;
+    let base = gw.base.clone();
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let acks = Arc::new(AtomicUsize::new(0));
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let half_acked = Arc::new(Notify::new());
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (http, base) = (http.clone(), base.clone());
+        let (next, acks, acked, half_acked) = (
+            next.clone(),
+            acks.clone(),
+            acked.clone(),
+            half_acked.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut refused = 0usize;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= MESSAGES {
+                    return refused;
+                }
+                let body = json!({
+                    "from": "im:alice@im.example.org",
+                    "to": [format!("sms:+86138{n:08}")],
+                    "text": format!("crash test message {n}"),
+                });
+                let r = http
+                    .post(format!("{base}/v1/messages"))
+                    .bearer_auth(TOKEN)
+                    .json(&body)
+                    .send()
+                    .await;
+                // Connection errors (after the kill) and a body lost with the connection
+                // are not acknowledgements: the client would retry, and so may the gateway.
+                let Ok(r) = r else {
+                    refused += 1;
+                    continue;
+                };
+                if r.status() != reqwest::StatusCode::ACCEPTED {
+                    refused += 1;
+                    continue;
+                }
+                let Ok(v) = r.json::<Value>().await else {
+                    refused += 1;
+                    continue;
+                };
+                let id = v["id"].as_str().expect("202 without an id").to_string();
+                acked.lock().unwrap().push(id);
+                if acks.fetch_add(1, Ordering::Relaxed) + 1 == MESSAGES / 2 {
+                    half_acked.notify_one();
+                }
+            }
+        }));
+    }
+
+    // The kill comes when half of the messages are acknowledged, not after some time.
+    tokio::time::timeout(Duration::from_secs(30), half_acked.notified())
+        .await
+        .expect("half of the messages were not acknowledged in time");
+    gw.kill9();
+    let mut refused = 0;
+    for c in clients {
+        refused += c.await.unwrap();
+    }
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    assert_eq!(acked.len() + refused, MESSAGES);
+    assert!(acked.len() >= MESSAGES / 2, "{} acked", acked.len());
+    let unique: HashSet<&String> = acked.iter().collect();
+    assert_eq!(unique.len(), acked.len(), "the gateway gave one id twice");
+    let at_kill = sim.sim.stats();
+    eprintln!(
+        "acked {} of {MESSAGES}, {refused} not acknowledged; the SDP had {} when the load ended",
+        acked.len(),
+        at_kill.unique_correlators
+    );
+    sim.control(json!({"transient_error_rate": 0.0})).await;
+
+    let gw = ChildGateway::spawn(&cfg).await;
+    let wanted: HashSet<String> = acked.iter().map(|id| format!("{id}0000")).collect();
+    let seen = wait_for(
+        Duration::from_secs(25),
+        "every acknowledged message to reach the SDP",
+        || {
+            let seen: HashSet<String> = sim
+                .sim
+                .messages()
+                .into_iter()
+                .filter_map(|m| m.correlator)
+                .collect();
+            let missing = wanted.iter().filter(|c| !seen.contains(*c)).count();
+            async move { (missing == 0).then_some(seen) }
+        },
+    )
+    .await;
+
+    // The counters agree with what the SDP recorded: each correlator once, the rest are
+    // re-sends of work that was in flight at the kill.
+    let messages = sim.sim.messages();
+    let stats = sim.sim.stats();
+    assert!(
+        messages.len() < 2 * MESSAGES,
+        "the SDP's record may have dropped some"
+    );
+    assert_eq!(stats.unique_correlators as usize, seen.len(), "{stats:?}");
+    assert_eq!(
+        stats.duplicates as usize,
+        messages.len() - seen.len(),
+        "{stats:?}"
+    );
+    assert_eq!(stats.received, stats.unique_correlators + stats.duplicates);
+    eprintln!(
+        "after the restart: {} unique at the SDP ({} beyond the acked ones), {} duplicates",
+        seen.len(),
+        seen.len() - acked.len(),
+        stats.duplicates
+    );
+
+    // The restarted gateway knows them as sent (or delivered, once the receipt came).
+    let http = reqwest::Client::new();
+    for id in acked.iter().step_by(97) {
+        wait_for(
+            Duration::from_secs(10),
+            &format!("message {id} to be sent"),
+            || {
+                let (http, url) = (http.clone(), format!("{}/v1/messages/{id}", gw.base));
+                async move {
+                    let r = http.get(url).bearer_auth(TOKEN).send().await.ok()?;
+                    assert!(r.status().is_success(), "GET {id}: {}", r.status());
+                    let v: Value = r.json().await.ok()?;
+                    let state = v["recipients"][0]["state"].as_str()?.to_string();
+                    assert!(
+                        matches!(
+                            state.as_str(),
+                            "queued" | "retry" | "sending" | "sent" | "delivered"
+                        ),
+                        "message {id}: {v}"
+                    );
+                    matches!(state.as_str(), "sent" | "delivered").then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
