@@ -66,12 +66,15 @@ pub fn test_config(dir: &Path) -> Config {
     cfg
 }
 
+/// What the webhook receiver recorded: `(path, body)` in arrival order.
+type Posted = Arc<Mutex<Vec<(String, Value)>>>;
+
 /// Records what is POSTed to it: the IM server's webhook (`/im`) and report callbacks
 /// (`/reports`).
 #[derive(Clone)]
 pub struct Hooks {
     pub addr: SocketAddr,
-    seen: Arc<Mutex<Vec<(String, Value)>>>,
+    seen: Posted,
     stop: CancellationToken,
 }
 
@@ -79,9 +82,9 @@ impl Hooks {
     pub async fn start() -> Hooks {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let seen: Posted = Arc::default();
         async fn record(
-            State((seen, path)): State<(Arc<Mutex<Vec<(String, Value)>>>, &'static str)>,
+            State((seen, path)): State<(Posted, &'static str)>,
             body: axum::body::Bytes,
         ) -> &'static str {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -450,6 +453,57 @@ impl ChildGateway {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.config.with_file_name("gateway.log")).unwrap_or_default()
     }
+
+    /// Sends a signal by name (`TERM`, `INT`, …) to the process.
+    pub fn signal(&self, name: &str) {
+        send_signal(self.child.id(), name);
+    }
+
+    /// Waits up to `deadline` for the process to exit by itself; its exit status.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        wait_exit(&mut self.child, deadline, "the child gateway to exit").await
+    }
+}
+
+/// Sends a signal by name to a process (with kill(1): no libc binding needed).
+pub fn send_signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("cannot run kill");
+    assert!(status.success(), "kill -{name} {pid}: {status}");
+}
+
+/// Waits up to `deadline` for `child` to exit; its exit status.
+pub async fn wait_exit(
+    child: &mut std::process::Child,
+    deadline: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    wait_for(deadline, what, || {
+        let status = child.try_wait().expect("cannot wait for the child");
+        async move { status }
+    })
+    .await
+}
+
+/// Removes ANSI colour sequences (log files written with colours).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Drop for ChildGateway {
