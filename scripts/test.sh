@@ -8,6 +8,10 @@ need_apt=()
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 command -v xsltproc >/dev/null 2>&1 || need_apt+=(xsltproc)
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
+# Prosody for the XMPP component tests (each test writes its own config and starts it).
+command -v prosody >/dev/null 2>&1 || need_apt+=(prosody)
+python3 -c 'import slixmpp' >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 ||
+  need_apt+=(python3-pip)
 # Postfix's smtp-sink and smtp-source for the mail tests: unpacked from the package, never
 # installed (no mail system is set up or started). The tests find them through this variable.
 export SWITCHBOARD_POSTFIX_DIR="$PWD/target/peers/postfix"
@@ -31,6 +35,12 @@ if [ ${#need_apt[@]} -gt 0 ] || $need_postfix; then
     echo "missing: ${need_apt[*]} $($need_postfix && echo postfix-tools) (run as root, or install them with apt-get)" >&2
     exit 1
   fi
+fi
+
+# slixmpp (PyPI; Debian's is too old) plays the XMPP users in the XMPP tests.
+if ! python3 -c 'import slixmpp' >/dev/null 2>&1; then
+  python3 -m pip install -q 'slixmpp==1.17.*' ||
+    python3 -m pip install -q --break-system-packages 'slixmpp==1.17.*'
 fi
 
 cargo fmt --all -- --check

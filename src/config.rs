@@ -31,6 +31,9 @@ pub struct Config {
     pub mo: MoConfig,
     /// The mail bridge: SMTP server (inbound), smarthost (outbound), DSNs.
     pub mail: MailConfig,
+    /// The XMPP component links to an IM server. Absent: `im:` recipients go to the `[im]`
+    /// webhook.
+    pub xmpp: Option<crate::connectors::xmpp::XmppConfig>,
     pub directory: DirectoryConfig,
     /// The built-in SDP simulator, run inside the gateway process (local trial).
     pub simulator: EmbeddedSim,
@@ -51,6 +54,7 @@ impl Default for Config {
             reports: WebhookConfig::default(),
             mo: MoConfig::default(),
             mail: MailConfig::default(),
+            xmpp: None,
             directory: DirectoryConfig::default(),
             simulator: EmbeddedSim::default(),
             log: LogConfig::default(),
@@ -508,6 +512,9 @@ impl Config {
             for msg in self.simulator.sim.validate() {
                 e.push(format!("simulator.{}", msg.trim_start_matches("sim.")));
             }
+        }
+        if let Some(x) = &self.xmpp {
+            e.extend(x.validate());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             e.push(format!(

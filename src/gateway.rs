@@ -19,7 +19,8 @@ use crate::config::Config;
 use crate::connectors::im::WebhookSink;
 use crate::connectors::mail::MailSink;
 use crate::connectors::sdp::SdpClient;
-use crate::http::{AppState, NOTIFY_PATH};
+use crate::connectors::xmpp::XmppSink;
+use crate::http::{AppState, NOTIFY_PATH, ReadySource};
 use crate::message::IdGen;
 use crate::pipeline::{self, Ctx, Sinks};
 use crate::store::{Store, StoreError};
@@ -114,6 +115,7 @@ pub async fn run(
         );
     }
 
+    let xmpp = cfg.xmpp.as_ref().map(XmppSink::new);
     let sinks = Sinks {
         sms: (!cfg.sdp.send_sms_url.is_empty())
             .then(|| SdpClient::new(cfg.sdp.clone(), notify_endpoint.clone())),
@@ -129,6 +131,7 @@ pub async fn run(
             Duration::from_millis(cfg.reports.timeout_ms),
             cfg.reports.concurrency,
         )),
+        xmpp: xmpp.as_ref().map(|(sink, _, _)| sink.clone()),
         mail: if cfg.mail.smarthost.is_empty() {
             None
         } else {
@@ -162,6 +165,16 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    // The component links stop with the HTTP server (`shutdown`): no new work comes in
+    // while the stages drain; deliveries still queued for them wait in the store.
+    let mut ready = Vec::new();
+    if let Some((_, links, states)) = xmpp {
+        links.start(intake.clone(), &tracker, shutdown.clone());
+        ready.extend(states.into_iter().map(|s| ReadySource {
+            name: format!("xmpp {}", s.domain),
+            up: s.up,
+        }));
+    }
 
     let clients: HashMap<_, _> = cfg
         .http
@@ -176,6 +189,7 @@ pub async fn run(
         clients,
         metrics,
         shutdown: shutdown.clone(),
+        ready,
     });
     let app = crate::http::router(state);
     tracing::info!(listen = %http_addr, sdp = %cfg.sdp.send_sms_url, "switchboard running");

@@ -4,6 +4,7 @@
 pub mod im;
 pub mod mail;
 pub mod sdp;
+pub mod xmpp;
 
 /// A delivery the sink accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -251,8 +251,8 @@ pub(super) async fn get_message(
         .map_err(unavailable)?
         .ok_or_else(not_found)?;
     // A client sees its own messages and what connectors received (MO, reports).
-    let own =
-        env.client == client.name || matches!(env.client.as_str(), "sdp" | "smtp" | "xmpp" | "switchboard");
+    let own = env.client == client.name
+        || matches!(env.client.as_str(), "sdp" | "smtp" | "xmpp" | "switchboard");
     if !own {
         return Err(not_found());
     }

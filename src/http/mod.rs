@@ -31,6 +31,16 @@ pub struct AppState {
     pub clients: HashMap<String, ClientConfig>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub shutdown: CancellationToken,
+    /// Links `/readyz` waits for besides the store (XMPP component links).
+    pub ready: Vec<ReadySource>,
+}
+
+/// A link that must be up for the gateway to be ready.
+#[derive(Clone)]
+pub struct ReadySource {
+    /// Named in `/readyz` when down (`xmpp sms.example.org`).
+    pub name: String,
+    pub up: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The router with every endpoint.
@@ -100,6 +110,11 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     }
     if let Err(e) = st.intake.ctx().store.reply_party(0).await {
         problems.push(format!("store: {e}"));
+    }
+    for r in &st.ready {
+        if !r.up.load(std::sync::atomic::Ordering::Acquire) {
+            problems.push(format!("{}: not connected", r.name));
+        }
     }
     if problems.is_empty() {
         (

@@ -35,7 +35,10 @@ pub(super) async fn run(
             let result = if now_ms() > d.env.expires_at {
                 Err(Settle::Expired)
             } else {
-                sinks.deliver(&d).await.map_err(Settle::Sink)
+                match sinks.down(&d) {
+                    Some((why, at)) => Err(Settle::Defer(why, at)),
+                    None => sinks.deliver(&d).await.map_err(Settle::Sink),
+                }
             };
             if let Err(Settle::Sink(e)) = &result {
                 tracing::debug!(recipient = %d.env.recipient_id(d.idx), channel = %channel, error = %e, "delivery attempt failed");

@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::connectors::im::WebhookSink;
 use crate::connectors::mail::MailSink;
 use crate::connectors::sdp::SdpClient;
+use crate::connectors::xmpp::XmppSink;
 use crate::connectors::{Sent, SinkError};
 use crate::message::{Envelope, IdGen, Kind, State, now_ms};
 use crate::store::{Applied, Outcome, Store, StoreError};
@@ -59,16 +60,29 @@ pub struct Sinks {
     pub im: Option<WebhookSink>,
     pub callback: Option<WebhookSink>,
     pub mail: Option<MailSink>,
+    /// XMPP component links; when present they carry `im:` recipients instead of `im`.
+    pub xmpp: Option<XmppSink>,
 }
 
 impl Sinks {
     fn has(&self, ch: Channel) -> bool {
         match ch {
             Channel::Sms => self.sms.is_some(),
-            Channel::Im | Channel::App => self.im.is_some(),
+            Channel::Im => self.im.is_some() || self.xmpp.is_some(),
+            Channel::App => self.im.is_some(),
             Channel::Callback => self.callback.is_some(),
             Channel::Mail => self.mail.is_some(),
             Channel::Group => false,
+        }
+    }
+
+    /// A delivery that cannot be attempted now because its link is known to be down:
+    /// why, and when to look again. It waits in the store without spending an attempt.
+    fn down(&self, d: &Delivery) -> Option<(String, i64)> {
+        let ch = d.env.recipient(d.idx)?.channel();
+        match (ch, &self.xmpp) {
+            (Channel::Im, Some(x)) => x.down(&d.env),
+            _ => None,
         }
     }
 
@@ -97,6 +111,10 @@ impl Sinks {
                 })
                 .await
             }
+            Channel::Im if self.xmpp.is_some() => match &self.xmpp {
+                Some(x) => x.deliver(&d.env, d.idx).await,
+                None => Err(SinkError::Transient("no XMPP link configured".into())),
+            },
             Channel::Im | Channel::App => match &self.im {
                 Some(s) => s.deliver(&d.env, d.idx).await,
                 None => Err(SinkError::Transient("no IM webhook configured".into())),
@@ -432,7 +450,9 @@ pub fn start(
         ));
     }
     // App recipients go through the IM webhook (one HTTP sink for third-party servers).
-    if let Some(tx) = dispatch_txs.get(&Channel::Im).cloned() {
+    if let Some(tx) = dispatch_txs.get(&Channel::Im).cloned()
+        && sinks.im.is_some()
+    {
         dispatch_txs.insert(Channel::App, tx);
     }
     let depths = Depths {

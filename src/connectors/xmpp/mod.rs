@@ -1,0 +1,278 @@
+//! XMPP: the gateway as external components (XEP-0114) of an IM server. Users chat with
+//! `+8613800000000@sms.example.org` (or `bob\40example.com@mail.example.org`, or
+//! `team42@groups.example.org`) from any XMPP client; the server routes those domains to
+//! the gateway, one component link per domain.
+//!
+//! - Inbound: `chat`/`normal` messages with a body become envelopes (origin `im:` + the
+//!   sender's bare JID, recipient mapped from the JID written to by [`crate::address`]); a
+//!   XEP-0184 request makes the stanza id the envelope's `client_ref`, and every message
+//!   reports back to the sender's full JID. Refusals are answered with an error stanza
+//!   carrying a human text. Receipts and bounces for messages the gateway delivered are
+//!   recorded as status reports of their recipients.
+//! - Outbound ([`XmppSink`]): messages for `im:` recipients are sent from the JID that stands
+//!   for their origin, with the recipient id as stanza id and a receipt request; reports go
+//!   back as `<received/>` (delivered, when a receipt was asked for) or as an error message
+//!   with `<recipient-unavailable/>` (failed, expired). A `sent` last word (the network
+//!   cannot tell) says nothing: a receipt would claim more than is known.
+//! - Links ([`link`]) reconnect by themselves with backoff and jitter; while one is down the
+//!   recipients it would carry wait in the store (no attempt counted) and `/readyz` says so.
+
+pub mod config;
+mod link;
+pub mod stanzas;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use xmpp_parsers::jid::Jid;
+
+pub use config::{ComponentConfig, XmppConfig};
+use link::{Link, Outgoing};
+use stanzas::Domain;
+
+use super::{Sent, SinkError};
+use crate::address::{Address, Network};
+use crate::message::{Envelope, Kind, State, now_ms};
+use crate::pipeline::Intake;
+
+/// Stanzas waiting for one link.
+const LINK_QUEUE: usize = 4096;
+
+struct Handle {
+    dom: Domain,
+    up: Arc<AtomicBool>,
+    tx: mpsc::Sender<Outgoing>,
+}
+
+/// Delivers `im:` recipients (and reports for IM origins) over the component links.
+#[derive(Clone)]
+pub struct XmppSink {
+    links: Arc<Vec<Handle>>,
+    send_timeout: Duration,
+    down_retry_ms: i64,
+}
+
+/// The links' tasks, made with the sink and started once the pipeline's intake exists.
+pub struct Links {
+    cfg: Arc<XmppConfig>,
+    parts: Vec<LinkPart>,
+}
+
+struct LinkPart {
+    index: usize,
+    dom: Domain,
+    secret: String,
+    up: Arc<AtomicBool>,
+    rx: mpsc::Receiver<Outgoing>,
+    tx: mpsc::Sender<Outgoing>,
+}
+
+/// Whether one component link is up, for `/readyz`.
+#[derive(Clone)]
+pub struct LinkState {
+    pub domain: String,
+    pub up: Arc<AtomicBool>,
+}
+
+impl XmppSink {
+    /// The sink and its (not yet started) links.
+    pub fn new(cfg: &XmppConfig) -> (XmppSink, Links, Vec<LinkState>) {
+        let cfg = Arc::new(cfg.clone());
+        let mut handles = Vec::new();
+        let mut parts = Vec::new();
+        let mut states = Vec::new();
+        for (i, c) in cfg.components.iter().enumerate() {
+            let dom = Domain {
+                domain: c.domain.trim().to_ascii_lowercase(),
+                network: c.network,
+                name: c.name.clone().unwrap_or_else(|| match c.network {
+                    Network::Sms => "SMS gateway".into(),
+                    Network::Mail => "Mail gateway".into(),
+                    Network::Group => "Group messages".into(),
+                }),
+            };
+            let up = Arc::new(AtomicBool::new(false));
+            let (tx, rx) = mpsc::channel(LINK_QUEUE);
+            handles.push(Handle {
+                dom: dom.clone(),
+                up: up.clone(),
+                tx: tx.clone(),
+            });
+            states.push(LinkState {
+                domain: dom.domain.clone(),
+                up: up.clone(),
+            });
+            parts.push(LinkPart {
+                index: i,
+                dom,
+                secret: c.secret.clone(),
+                up,
+                rx,
+                tx,
+            });
+        }
+        let sink = XmppSink {
+            links: Arc::new(handles),
+            send_timeout: Duration::from_millis(cfg.send_timeout_ms),
+            down_retry_ms: cfg.link_down_retry_ms as i64,
+        };
+        (sink, Links { cfg, parts }, states)
+    }
+
+    /// The link and sender JID for a delivery: the domain standing for the party the
+    /// message (or report) is from, else the first domain, speaking as itself.
+    fn route(&self, env: &Envelope) -> Option<(&Handle, Jid, bool)> {
+        let party = match (&env.kind, &env.content.report) {
+            (Kind::Report, Some(r)) => Address::parse_stored(&r.recipient).ok(),
+            _ => Some(env.origin.clone()),
+        };
+        if let Some(party) = &party
+            && let Some(net) = Network::of(party)
+            && let Some(h) = self.links.iter().find(|h| h.dom.network == net)
+            && let Some(jid) = h.dom.jid_for(party)
+        {
+            return Some((h, jid, true));
+        }
+        let h = self.links.first()?;
+        Some((h, h.dom.jid()?, false))
+    }
+
+    /// Why recipient `idx` of `env` cannot be attempted now, and when to look again: its
+    /// link is down. The recipient then waits in the store without spending an attempt.
+    pub fn down(&self, env: &Envelope) -> Option<(String, i64)> {
+        let (h, _, _) = self.route(env)?;
+        (!h.up.load(Ordering::Acquire)).then(|| {
+            metrics::counter!("switchboard_xmpp_deferred_total", "domain" => h.dom.domain.clone())
+                .increment(1);
+            (
+                format!("xmpp link down ({})", h.dom.domain),
+                now_ms() + self.down_retry_ms,
+            )
+        })
+    }
+
+    /// Hands recipient `idx` of `env` to the IM server.
+    pub async fn deliver(&self, env: &Envelope, idx: u32) -> Result<Sent, SinkError> {
+        let rcpt = env
+            .recipient(idx)
+            .ok_or_else(|| SinkError::Permanent(format!("no recipient {idx}")))?;
+        let Address::Im(to) = &rcpt.address else {
+            return Err(SinkError::Permanent(format!(
+                "{} is not an IM address",
+                rcpt.address
+            )));
+        };
+        let to = Jid::new(to).map_err(|e| SinkError::Permanent(format!("bad JID {to:?}: {e}")))?;
+        let (link, from, mapped) = self
+            .route(env)
+            .ok_or_else(|| SinkError::Permanent("no XMPP component is configured".into()))?;
+        let id = env.recipient_id(idx).to_string();
+        let nothing = Ok(Sent {
+            remote_id: None,
+            final_word: true,
+        });
+        let stanza = match (&env.kind, &env.content.report) {
+            (Kind::Report, Some(r)) => {
+                let party = Address::parse_stored(&r.recipient)
+                    .map(|a| a.value().to_string())
+                    .unwrap_or_else(|_| r.recipient.clone());
+                match r.state {
+                    State::Delivered => match &r.client_ref {
+                        Some(of) => stanzas::receipt(from, to, id, of.clone()),
+                        // No receipt was asked for.
+                        None => return nothing,
+                    },
+                    State::Failed | State::Expired => {
+                        let why = r.detail.as_deref().unwrap_or("no reason given");
+                        let text = if r.state == State::Expired {
+                            format!("Your message to {party} was not delivered in time: {why}")
+                        } else {
+                            format!("Your message to {party} could not be delivered: {why}")
+                        };
+                        stanzas::failure_notice(from, to, r.client_ref.clone(), &text)
+                    }
+                    // `sent` as the last word: the network cannot say more.
+                    _ => return nothing,
+                }
+            }
+            _ => {
+                let mut text = if mapped {
+                    env.content.text.clone()
+                } else {
+                    format!("{}: {}", env.origin, env.content.text)
+                };
+                if !env.content.parts.is_empty() {
+                    let kinds: Vec<&str> = env
+                        .content
+                        .parts
+                        .iter()
+                        .map(|p| p.content_type.as_str())
+                        .collect();
+                    text.push_str(&format!(
+                        "\n[{} attachment(s) not shown: {}]",
+                        kinds.len(),
+                        kinds.join(", ")
+                    ));
+                }
+                stanzas::chat_message(from, to, id, &text)
+            }
+        };
+        if !link.up.load(Ordering::Acquire) {
+            return Err(SinkError::Transient("xmpp link down".into()));
+        }
+        let (ack, done) = oneshot::channel();
+        let queued = tokio::time::timeout(
+            self.send_timeout,
+            link.tx.send(Outgoing {
+                stanza,
+                ack: Some(ack),
+            }),
+        )
+        .await;
+        match queued {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(SinkError::Transient("xmpp link stopped".into())),
+            Err(_) => {
+                return Err(SinkError::Transient(
+                    "xmpp link busy: timed out waiting to send".into(),
+                ));
+            }
+        }
+        match tokio::time::timeout(self.send_timeout, done).await {
+            Ok(Ok(Ok(()))) => Ok(Sent {
+                remote_id: None,
+                final_word: true,
+            }),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(SinkError::Transient("xmpp link stopped".into())),
+            Err(_) => Err(SinkError::Transient(
+                "xmpp link did not write the message in time".into(),
+            )),
+        }
+    }
+}
+
+impl Links {
+    /// Starts one task per link on `tracker`; each stops when `shutdown` is cancelled.
+    pub fn start(self, intake: Intake, tracker: &TaskTracker, shutdown: CancellationToken) {
+        for p in self.parts {
+            let link = Link {
+                cfg: self.cfg.clone(),
+                index: p.index,
+                dom: p.dom,
+                secret: p.secret,
+                up: p.up,
+                rx: p.rx,
+                tx: p.tx,
+                intake: intake.clone(),
+                tracker: tracker.clone(),
+                shutdown: shutdown.clone(),
+            };
+            tracker.spawn(link.run());
+        }
+    }
+}
