@@ -51,6 +51,14 @@ pub const SEND_SMS_PATH: &str = "/parlayx/SendSmsService/services/SendSms";
 
 const MAX_ERROR_BODY: usize = 2048;
 
+/// A message text that starts with this prefix, followed by the sender's submit time in
+/// microseconds since the Unix epoch and `;`, is a latency probe: the simulator records
+/// how long it took to arrive (`GET /sim/latency`). Load tests use it; other texts are
+/// not looked at.
+pub const PROBE_PREFIX: &str = "probe:";
+/// Most latency samples kept (later probes are counted, not kept).
+pub const MAX_PROBES: usize = 2_000_000;
+
 /// Simulator settings (`[sim]` in the configuration file).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -206,6 +214,80 @@ fn bump(a: &AtomicU64) {
     a.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Submit → SDP latency of the probes received (`GET /sim/latency`), in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SimLatency {
+    /// Probes received.
+    pub count: u64,
+    /// Probes whose samples were kept (at most [`MAX_PROBES`]).
+    pub kept: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// When the first and the last probe arrived, in microseconds since the Unix epoch.
+    pub first_at_us: u64,
+    pub last_at_us: u64,
+}
+
+#[derive(Default)]
+struct Probes {
+    count: u64,
+    samples_us: Vec<u64>,
+    first_at_us: u64,
+    last_at_us: u64,
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// The submit time carried by a probe text.
+fn probe_time(text: &str) -> Option<u64> {
+    let rest = text.strip_prefix(PROBE_PREFIX)?;
+    let (t, _) = rest.split_once(';')?;
+    t.parse().ok()
+}
+
+impl Probes {
+    fn record(&mut self, sent_us: u64) {
+        let now = unix_us();
+        self.count += 1;
+        if self.first_at_us == 0 {
+            self.first_at_us = now;
+        }
+        self.last_at_us = self.last_at_us.max(now);
+        if self.samples_us.len() < MAX_PROBES {
+            self.samples_us.push(now.saturating_sub(sent_us));
+        }
+    }
+
+    fn summary(&self) -> SimLatency {
+        let mut v = self.samples_us.clone();
+        v.sort_unstable();
+        let q = |p: f64| -> f64 {
+            if v.is_empty() {
+                return 0.0;
+            }
+            let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+            v[i] as f64 / 1000.0
+        };
+        SimLatency {
+            count: self.count,
+            kept: v.len() as u64,
+            p50_ms: q(0.50),
+            p90_ms: q(0.90),
+            p99_ms: q(0.99),
+            max_ms: v.last().map_or(0.0, |m| *m as f64 / 1000.0),
+            first_at_us: self.first_at_us,
+            last_at_us: self.last_at_us,
+        }
+    }
+}
+
 /// A message accepted by the simulator (`GET /sim/messages`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimMessage {
@@ -266,6 +348,7 @@ pub struct Simulator {
     cfg: RwLock<SimConfig>,
     counters: Arc<Counters>,
     correlators: Mutex<HashSet<u64>>,
+    probes: Mutex<Probes>,
     messages: Mutex<VecDeque<SimMessage>>,
     stall: watch::Sender<bool>,
     client: reqwest::Client,
@@ -328,6 +411,7 @@ impl Simulator {
             cfg: RwLock::new(cfg),
             counters: Arc::new(Counters::default()),
             correlators: Mutex::new(HashSet::new()),
+            probes: Mutex::new(Probes::default()),
             messages: Mutex::new(VecDeque::new()),
             stall,
             client,
@@ -343,6 +427,11 @@ impl Simulator {
     /// Current counters.
     pub fn stats(&self) -> SimStats {
         self.counters.snapshot()
+    }
+
+    /// Latency of the probes received so far (see [`PROBE_PREFIX`]).
+    pub fn latency(&self) -> SimLatency {
+        lock(&self.probes).summary()
     }
 
     /// Recent accepted messages, oldest first.
@@ -365,11 +454,12 @@ impl Simulator {
         self.stall.send_replace(stall);
     }
 
-    /// Clears counters, correlators and recent messages.
+    /// Clears counters, correlators, latency probes and recent messages.
     pub fn reset(&self) {
         self.counters.reset();
         lock(&self.correlators).clear();
         lock(&self.messages).clear();
+        *lock(&self.probes) = Probes::default();
     }
 
     /// Stops the receipt worker and releases stalled requests (with 503).
@@ -629,6 +719,9 @@ async fn send_sms(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
             &sim.counters.duplicates
         });
     }
+    if let Some(sent_us) = probe_time(&req.message) {
+        lock(&sim.probes).record(sent_us);
+    }
     let request_id = sim.next_request_id();
     if send_receipts && let Some(rr) = &req.receipt_request {
         sim.ensure_worker();
@@ -673,6 +766,10 @@ async fn send_sms(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
 
 async fn stats(State(sim): State<Arc<Simulator>>) -> Response {
     json_response(StatusCode::OK, &sim.stats())
+}
+
+async fn latency(State(sim): State<Arc<Simulator>>) -> Response {
+    json_response(StatusCode::OK, &sim.latency())
 }
 
 async fn messages(State(sim): State<Arc<Simulator>>) -> Response {
@@ -761,6 +858,7 @@ pub fn router(state: Arc<Simulator>) -> Router {
         .route("/SendSms", post(send_sms))
         .route("/sim/stats", get(stats))
         .route("/sim/messages", get(messages))
+        .route("/sim/latency", get(latency))
         .route("/sim/control", post(control))
         .route("/sim/reset", post(reset))
         .route("/sim/mo", post(mo))
@@ -919,6 +1017,28 @@ mod tests {
             send_receipts: false,
             ..SimConfig::default()
         }
+    }
+
+    #[test]
+    fn probes_are_parsed_and_summarised() {
+        assert_eq!(
+            probe_time("probe:1700000000000000;hello"),
+            Some(1_700_000_000_000_000)
+        );
+        assert_eq!(probe_time("probe:12x;hello"), None);
+        assert_eq!(probe_time("probe:12"), None);
+        assert_eq!(probe_time("hello probe:12;"), None);
+        let mut p = Probes::default();
+        assert_eq!(p.summary(), SimLatency::default());
+        let now = unix_us();
+        for ms in 1..=100u64 {
+            p.record(now - ms * 1000);
+        }
+        let s = p.summary();
+        assert_eq!((s.count, s.kept), (100, 100));
+        assert!(s.p50_ms >= 50.0 && s.p50_ms < 60.0, "{s:?}");
+        assert!(s.p99_ms >= 99.0 && s.max_ms >= 100.0, "{s:?}");
+        assert!(s.first_at_us >= now && s.last_at_us >= s.first_at_us);
     }
 
     #[test]

@@ -1,6 +1,11 @@
-//! The dispatch stage: one runner per channel, at most `concurrency` deliveries in flight.
-//! A delivery is settled in the store before its permit is released, so a recipient leaves
-//! the live queue only once its sink confirmed it (or it failed for good).
+//! The dispatch stage: one runner per channel, at most `concurrency` deliveries at the sink
+//! at once. A recipient leaves the live queue only once its outcome is recorded in the
+//! store, so only a sink-confirmed (or finally failed) recipient is ever done.
+//!
+//! The sink permit is released as soon as the sink has answered: recording the outcome
+//! waits for a group commit, and holding the sink's slot meanwhile would cap deliveries at
+//! `concurrency` per commit interval. Deliveries whose outcome is still being recorded are
+//! bounded too, by [`SETTLING_FACTOR`] × `concurrency` in all.
 
 use std::sync::Arc;
 
@@ -11,6 +16,10 @@ use super::{Ctx, Delivery, Settle, Sinks};
 use crate::address::Channel;
 use crate::message::now_ms;
 
+/// Deliveries in flight (at the sink or being recorded), as a multiple of the sink's
+/// concurrency.
+pub(super) const SETTLING_FACTOR: usize = 4;
+
 pub(super) async fn run(
     ctx: Arc<Ctx>,
     channel: Channel,
@@ -20,9 +29,13 @@ pub(super) async fn run(
     tracker: TaskTracker,
 ) {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let slots = Arc::new(Semaphore::new(concurrency.max(1) * SETTLING_FACTOR));
     let in_flight =
         metrics::gauge!("switchboard_dispatch_in_flight", "channel" => channel.as_str());
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
@@ -40,12 +53,13 @@ pub(super) async fn run(
                     None => sinks.deliver(&d).await.map_err(Settle::Sink),
                 }
             };
+            drop(permit);
             if let Err(Settle::Sink(e)) = &result {
                 tracing::debug!(recipient = %d.env.recipient_id(d.idx), channel = %channel, error = %e, "delivery attempt failed");
             }
             ctx.settle(&d.env, d.idx, result).await;
             in_flight.decrement(1.0);
-            drop(permit);
+            drop(slot);
         });
     }
 }
