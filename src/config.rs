@@ -35,6 +35,8 @@ pub struct Config {
     /// webhook.
     pub xmpp: Option<crate::connectors::xmpp::XmppConfig>,
     pub directory: DirectoryConfig,
+    /// Content reshaping and checks on the way to the target (SMS parts policy).
+    pub content: crate::content::ContentConfig,
     /// The built-in SDP simulator, run inside the gateway process (local trial).
     pub simulator: EmbeddedSim,
     pub log: LogConfig,
@@ -56,6 +58,7 @@ impl Default for Config {
             mail: MailConfig::default(),
             xmpp: None,
             directory: DirectoryConfig::default(),
+            content: crate::content::ContentConfig::default(),
             simulator: EmbeddedSim::default(),
             log: LogConfig::default(),
         }
@@ -480,6 +483,7 @@ impl Config {
             e.push(format!("mo.default_route: {r:?} is not an address"));
         }
         e.extend(self.mail.validate());
+        e.extend(self.content.validate());
         for (i, a) in self.directory.opt_outs.iter().enumerate() {
             if Address::parse_user(a).is_err() {
                 e.push(format!("directory.opt_outs[{i}]: {a:?} is not an address"));

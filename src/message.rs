@@ -254,6 +254,8 @@ pub struct Recipient {
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub remote_id: Option<String>,
+    /// How the text went to a phone (encoding, SMS parts), once dispatched as SMS.
+    pub sms: Option<crate::content::SmsInfo>,
 }
 
 impl Recipient {
@@ -266,6 +268,7 @@ impl Recipient {
             next_attempt_at: 0,
             last_error: None,
             remote_id: None,
+            sms: None,
         }
     }
 

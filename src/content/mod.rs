@@ -1,3 +1,105 @@
 //! Content conversion: reshaping a message for the channel it goes to.
+//!
+//! The process stage asks [`shape_sms`] how a text goes to a phone (encoding, parts, the
+//! overflow policy); the answer travels with the delivery and is recorded with its outcome.
 
 pub mod sms;
+
+use serde::{Deserialize, Serialize};
+
+use sms::{Encoding, OverflowPolicy, Plan};
+
+/// The `[content]` section: how content is reshaped for its target.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContentConfig {
+    /// Text to phones (`[content.sms]`).
+    pub sms: SmsConfig,
+}
+
+/// The `[content.sms]` section: long texts to phones.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsConfig {
+    /// Most SMS parts one text may take (1-255; a concatenated message has at most 255).
+    pub max_parts: usize,
+    /// What happens to a text that needs more parts: `split` (send them all anyway),
+    /// `truncate` (keep `max_parts` parts, the last ending with a marker), `refuse`
+    /// (a permanent failure, reported to the origin).
+    pub overflow: OverflowPolicy,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        SmsConfig {
+            max_parts: 6,
+            overflow: OverflowPolicy::Truncate,
+        }
+    }
+}
+
+impl ContentConfig {
+    /// Every error, each naming its key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        if !(1..=255).contains(&self.sms.max_parts) {
+            e.push("content.sms.max_parts: must be 1-255".into());
+        }
+        if self.sms.overflow == OverflowPolicy::Mms {
+            e.push(
+                "content.sms.overflow: \"mms\" needs the SDP's multimedia interface, which this \
+                 gateway does not speak yet; use split, truncate or refuse"
+                    .into(),
+            );
+        }
+        e
+    }
+}
+
+/// What is recorded per recipient about an SMS: its encoding and how many parts it took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmsInfo {
+    pub encoding: Encoding,
+    pub parts: u32,
+}
+
+/// How one text goes to a phone: the text as sent and its SMS shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmsShape {
+    /// The text the SDP receives (shortened under `truncate`).
+    pub text: String,
+    pub encoding: Encoding,
+    /// SMS parts it takes.
+    pub parts: u32,
+}
+
+impl SmsShape {
+    pub fn info(&self) -> SmsInfo {
+        SmsInfo {
+            encoding: self.encoding,
+            parts: self.parts,
+        }
+    }
+}
+
+/// Applies the `[content.sms]` policy to `text`. `Err` is a permanent refusal whose
+/// message says why.
+pub fn shape_sms(cfg: &SmsConfig, text: &str) -> Result<SmsShape, String> {
+    match sms::plan(text, cfg.max_parts, cfg.overflow) {
+        Ok(Plan::Sms(seg)) => Ok(SmsShape {
+            parts: u32::try_from(seg.parts.len()).unwrap_or(u32::MAX),
+            text: seg.parts.concat(),
+            encoding: seg.encoding,
+        }),
+        // Refused by validation; kept whole rather than lost if it ever gets here.
+        Ok(Plan::Mms) => {
+            let seg = sms::segment(text);
+            Ok(SmsShape {
+                text: text.to_string(),
+                encoding: seg.encoding,
+                parts: u32::try_from(seg.parts.len()).unwrap_or(u32::MAX),
+            })
+        }
+        Err(too_long) => Err(format!("message_too_long: {too_long}")),
+    }
+}

@@ -27,6 +27,15 @@ impl Encoding {
         }
     }
 
+    /// The inverse of [`Encoding::as_str`].
+    pub fn parse(s: &str) -> Option<Encoding> {
+        match s {
+            "gsm7" => Some(Encoding::Gsm7),
+            "ucs2" => Some(Encoding::Ucs2),
+            _ => None,
+        }
+    }
+
     /// Units in a single (unconcatenated) message.
     pub fn single_limit(self) -> usize {
         match self {

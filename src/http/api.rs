@@ -268,6 +268,8 @@ pub(super) async fn get_message(
                 "attempts": r.attempts,
                 "last_error": r.last_error,
                 "remote_id": r.remote_id,
+                "sms_encoding": r.sms.map(|i| i.encoding.as_str()),
+                "sms_parts": r.sms.map(|i| i.parts),
             })
         })
         .collect();

@@ -57,7 +57,8 @@ pub(super) async fn run(
             if let Err(Settle::Sink(e)) = &result {
                 tracing::debug!(recipient = %d.env.recipient_id(d.idx), channel = %channel, error = %e, "delivery attempt failed");
             }
-            ctx.settle(&d.env, d.idx, result).await;
+            let sms = d.sms.as_ref().map(|s| s.info());
+            ctx.settle_sms(&d.env, d.idx, result, sms).await;
             in_flight.decrement(1.0);
             drop(slot);
         });

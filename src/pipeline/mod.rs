@@ -51,6 +51,8 @@ pub struct Delivery {
     pub idx: u32,
     /// The sender address to present (SMS: service number + extension).
     pub sender: Option<String>,
+    /// SMS only: the text as it goes out and its shape (from `[content.sms]`).
+    pub sms: Option<Arc<crate::content::SmsShape>>,
 }
 
 /// The sinks, one per channel that has one configured.
@@ -103,10 +105,14 @@ impl Sinks {
                     .map(|r| r.address.value())
                     .unwrap_or("");
                 let correlator = d.env.recipient_id(d.idx).to_string();
+                let text = match &d.sms {
+                    Some(shape) => shape.text.as_str(),
+                    None => d.env.content.text.as_str(),
+                };
                 sdp.send(&crate::connectors::sdp::SmsRequest {
                     to: rcpt,
                     sender: d.sender.as_deref(),
-                    text: &d.env.content.text,
+                    text,
                     correlator: &correlator,
                 })
                 .await
@@ -182,6 +188,18 @@ impl Ctx {
 
     /// Records the result of one attempt (or a decision of a stage) for a recipient.
     pub async fn settle(&self, env: &Envelope, idx: u32, result: Result<Sent, Settle>) {
+        self.settle_sms(env, idx, result, None).await
+    }
+
+    /// [`Ctx::settle`] for an attempt that went out as SMS in this shape: the encoding and
+    /// parts are recorded with the outcome, and counted when it was sent.
+    pub async fn settle_sms(
+        &self,
+        env: &Envelope,
+        idx: u32,
+        result: Result<Sent, Settle>,
+        sms: Option<crate::content::SmsInfo>,
+    ) {
         let Some(rcpt) = env.recipient(idx) else {
             return;
         };
@@ -192,6 +210,10 @@ impl Ctx {
             Ok(sent) => {
                 metrics::counter!("switchboard_messages_sent_total", "channel" => channel)
                     .increment(1);
+                if let Some(info) = sms {
+                    metrics::counter!("switchboard_sms_parts_total", "encoding" => info.encoding.as_str())
+                        .increment(u64::from(info.parts));
+                }
                 metrics::histogram!("switchboard_end_to_end_duration_seconds", "channel" => channel)
                     .record((now - env.created_at).max(0) as f64 / 1000.0);
                 Outcome {
@@ -296,13 +318,23 @@ impl Ctx {
                 }
             }
         };
-        self.record(env, idx, outcome).await;
+        self.record_sms(env, idx, outcome, sms).await;
     }
 
     /// Writes an outcome; wakes the feeder if it created a report.
     pub async fn record(&self, env: &Envelope, idx: u32, outcome: Outcome) {
+        self.record_sms(env, idx, outcome, None).await
+    }
+
+    async fn record_sms(
+        &self,
+        env: &Envelope,
+        idx: u32,
+        outcome: Outcome,
+        sms: Option<crate::content::SmsInfo>,
+    ) {
         let rid = env.recipient_id(idx);
-        match self.store.apply(rid, outcome).await {
+        match self.store.apply_sms(rid, outcome, sms).await {
             Ok(Applied::Updated { report: Some(_) }) => self.feeder_wake.notify_one(),
             Ok(_) => {}
             // The recipient stays as it was in the store (queued): it is sent again after
@@ -548,6 +580,8 @@ async fn process_stage(
     while let Some(job) = rx.recv().await {
         metrics::counter!("switchboard_stage_processed_total", "stage" => "process").increment(1);
         let env = &job.env;
+        // The SMS shape depends only on the text: worked out once for all phone recipients.
+        let mut sms_shape: Option<Result<Arc<crate::content::SmsShape>, String>> = None;
         for &idx in &job.idxs {
             let Some(rcpt) = env.recipient(idx) else {
                 continue;
@@ -578,10 +612,29 @@ async fn process_stage(
             } else {
                 None
             };
+            let sms = if ch == Channel::Sms {
+                let shape = sms_shape.get_or_insert_with(|| {
+                    crate::content::shape_sms(&ctx.cfg.content.sms, &env.content.text).map(Arc::new)
+                });
+                match shape {
+                    Ok(s) => Some(s.clone()),
+                    Err(why) => {
+                        metrics::counter!("switchboard_messages_refused_total", "stage" => "process", "reason" => "too_long")
+                            .increment(1);
+                        let why = why.clone();
+                        ctx.settle(env, idx, Err(Settle::Sink(SinkError::Permanent(why))))
+                            .await;
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
             let d = Delivery {
                 env: job.env.clone(),
                 idx,
                 sender,
+                sms,
             };
             if tx.send(d).await.is_err() {
                 return;

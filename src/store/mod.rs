@@ -102,6 +102,18 @@ impl Store {
         }
     }
 
+    /// [`Store::apply`], also recording how the recipient's text went out as SMS.
+    pub async fn apply_sms(
+        &self,
+        rid: RecipientId,
+        outcome: Outcome,
+        sms: Option<crate::content::SmsInfo>,
+    ) -> Result<Applied, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.apply_sms(rid, outcome, sms).await,
+        }
+    }
+
     /// Marks up to `limit` recipients whose next attempt is due as taken and returns them.
     pub async fn claim_due(&self, now: i64, limit: usize) -> Result<Vec<RecipientId>, StoreError> {
         match self {

@@ -21,6 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Applied, Outcome, StoreError};
 use crate::address::Address;
 use crate::config::StoreConfig;
+use crate::content::SmsInfo;
+use crate::content::sms::Encoding;
 use crate::message::{
     Content, Envelope, IdGen, Kind, MailRcpt, MsgId, Recipient, RecipientId, ReportBody, State,
     StatusReport, now_ms,
@@ -50,6 +52,8 @@ CREATE TABLE IF NOT EXISTS recipients (
     remote_id TEXT,
     reported TEXT,
     updated_at INTEGER NOT NULL,
+    sms_encoding TEXT,
+    sms_parts INTEGER,
     PRIMARY KEY (msg_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients (next_attempt_at) WHERE state = 'retry';
@@ -76,7 +80,7 @@ CREATE TABLE IF NOT EXISTS reply_routes (
 
 enum Req {
     Insert(Box<Envelope>),
-    Apply(RecipientId, Outcome),
+    Apply(RecipientId, Outcome, Option<SmsInfo>),
     ClaimDue(i64, usize),
     Recover,
     ReplyExt(String),
@@ -133,6 +137,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", cfg.synchronous.to_uppercase())?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        add_sms_columns(&conn)?;
         let mut readers = Vec::with_capacity(cfg.readers);
         for _ in 0..cfg.readers.max(1) {
             readers.push(open_reader(&cfg.path)?);
@@ -173,7 +178,16 @@ impl SqliteStore {
     }
 
     pub async fn apply(&self, rid: RecipientId, o: Outcome) -> Result<Applied, StoreError> {
-        match self.call(Req::Apply(rid, o)).await? {
+        self.apply_sms(rid, o, None).await
+    }
+
+    pub async fn apply_sms(
+        &self,
+        rid: RecipientId,
+        o: Outcome,
+        sms: Option<SmsInfo>,
+    ) -> Result<Applied, StoreError> {
+        match self.call(Req::Apply(rid, o, sms)).await? {
             Reply::Applied(a) => Ok(a),
             _ => Err(mismatch()),
         }
@@ -401,7 +415,13 @@ fn exec(c: &Connection, req: &Req, ids: &IdGen, report_ttl_ms: i64) -> Result<Re
             insert_envelope(c, env)?;
             Ok(Reply::Unit)
         }
-        Req::Apply(rid, o) => apply(c, *rid, o, ids, report_ttl_ms).map(Reply::Applied),
+        Req::Apply(rid, o, sms) => {
+            let a = apply(c, *rid, o, ids, report_ttl_ms)?;
+            if let (Applied::Updated { .. }, Some(info)) = (&a, sms) {
+                record_sms(c, *rid, *info)?;
+            }
+            Ok(Reply::Applied(a))
+        }
         Req::ClaimDue(now, limit) => {
             let mut st = c.prepare_cached(
                 "SELECT msg_id, idx FROM recipients WHERE state = 'retry' AND next_attempt_at <= ?1
@@ -721,6 +741,35 @@ fn apply(
     Ok(Applied::Updated { report })
 }
 
+/// Databases made before the SMS columns existed get them (empty) at open.
+fn add_sms_columns(c: &Connection) -> Result<(), StoreError> {
+    let cols: Vec<String> = c
+        .prepare("SELECT name FROM pragma_table_info('recipients')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if !cols.iter().any(|n| n == "sms_encoding") {
+        c.execute_batch("ALTER TABLE recipients ADD COLUMN sms_encoding TEXT")?;
+    }
+    if !cols.iter().any(|n| n == "sms_parts") {
+        c.execute_batch("ALTER TABLE recipients ADD COLUMN sms_parts INTEGER")?;
+    }
+    Ok(())
+}
+
+/// Records how a recipient's text went out as SMS (in the outcome's transaction).
+fn record_sms(c: &Connection, rid: RecipientId, info: SmsInfo) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "UPDATE recipients SET sms_encoding = ?3, sms_parts = ?4 WHERE msg_id = ?1 AND idx = ?2",
+    )?
+    .execute(params![
+        rid.msg.0 as i64,
+        rid.idx,
+        info.encoding.as_str(),
+        info.parts
+    ])?;
+    Ok(())
+}
+
 fn load_envelope(c: &Connection, id: MsgId) -> Result<Option<Envelope>, StoreError> {
     let row = c
         .prepare_cached(
@@ -751,7 +800,8 @@ fn load_envelope(c: &Connection, id: MsgId) -> Result<Option<Envelope>, StoreErr
     let content: Content = serde_json::from_str(&content)
         .map_err(|e| StoreError::Corrupt(format!("content of {id}: {e}")))?;
     let mut st = c.prepare_cached(
-        "SELECT idx, address, state, attempts, next_attempt_at, last_error, remote_id
+        "SELECT idx, address, state, attempts, next_attempt_at, last_error, remote_id,
+                sms_encoding, sms_parts
          FROM recipients WHERE msg_id = ?1 ORDER BY idx",
     )?;
     let rows = st.query_map([id.0 as i64], |r| {
@@ -763,11 +813,21 @@ fn load_envelope(c: &Connection, id: MsgId) -> Result<Option<Envelope>, StoreErr
             r.get::<_, i64>(4)?,
             r.get::<_, Option<String>>(5)?,
             r.get::<_, Option<String>>(6)?,
+            r.get::<_, Option<String>>(7)?,
+            r.get::<_, Option<i64>>(8)?,
         ))
     })?;
     let mut recipients = Vec::new();
     for row in rows {
-        let (idx, address, state, attempts, next_attempt_at, last_error, remote_id) = row?;
+        let (idx, address, state, attempts, next_attempt_at, last_error, remote_id, enc, parts) =
+            row?;
+        let sms = match (enc.as_deref().and_then(Encoding::parse), parts) {
+            (Some(encoding), Some(parts)) => Some(SmsInfo {
+                encoding,
+                parts: u32::try_from(parts).unwrap_or(0),
+            }),
+            _ => None,
+        };
         recipients.push(Recipient {
             idx: idx as u32,
             address: Address::parse_stored(&address)
@@ -777,6 +837,7 @@ fn load_envelope(c: &Connection, id: MsgId) -> Result<Option<Envelope>, StoreErr
             next_attempt_at,
             last_error,
             remote_id,
+            sms,
         });
     }
     Ok(Some(Envelope {
