@@ -395,24 +395,10 @@ async fn a_wrong_secret_is_logged_leaves_the_gateway_not_ready_and_is_retried_sl
     // A domain of its own, so the metrics of other tests in this process do not mix in.
     let domain = "wrongsecret.localhost";
     let p = Prosody::start(&[(domain, "the-right-secret")], &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = test_config(dir.path());
     let mut x = xmpp_config(&p, &[(domain, Network::Sms, "a-wrong-secret")]);
     x.reconnect_initial_ms = 200;
     x.reconnect_max_ms = 1000;
-    cfg.xmpp = Some(x);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(gateway::run(
-        cfg,
-        Listeners {
-            http: listener,
-            sim: None,
-            smtp: None,
-        },
-        stop.clone(),
-    ));
+    let (base, stop, task, _dir) = bare_gateway(x).await;
     let http = reqwest::Client::new();
     let attempts = || {
         let (http, url) = (http.clone(), format!("{base}/metrics"));
@@ -451,12 +437,12 @@ async fn a_wrong_secret_is_logged_leaves_the_gateway_not_ready_and_is_retried_sl
         "{body}"
     );
     // …and does not flood the server: over a 3 s window, with waits of 0.5-1 s between
-    // attempts, at most 7 attempts (a crash loop would make thousands).
+    // attempts, at most 8 attempts (a crash loop would make thousands).
     let before = attempts().await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = attempts().await.unwrap() - before;
     assert!(
-        (1.0..=7.0).contains(&during),
+        (1.0..=8.0).contains(&during),
         "{during} connection attempts in 3 s"
     );
     stop.cancel();
@@ -465,4 +451,120 @@ async fn a_wrong_secret_is_logged_leaves_the_gateway_not_ready_and_is_retried_sl
         .expect("the gateway did not stop")
         .unwrap()
         .unwrap();
+}
+
+/// A gateway started by hand against `p` with the given components (for tests that need
+/// a gateway that may never become ready).
+async fn bare_gateway(
+    x: XmppConfig,
+) -> (
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), gateway::RunError>>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.xmpp = Some(x);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(gateway::run(
+        cfg,
+        Listeners {
+            http: listener,
+            sim: None,
+            smtp: None,
+        },
+        stop.clone(),
+    ));
+    (base, stop, task, dir)
+}
+
+async fn metrics_page(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_second_link_for_a_served_domain_is_refused_as_conflict_and_retried() {
+    if !peers_present() {
+        return;
+    }
+    capture_logs();
+    let domain = "conflict.localhost";
+    let p = Prosody::start(&[(domain, SECRET)], &[]).await;
+    let x = xmpp_config(&p, &[(domain, Network::Sms, SECRET)]);
+    let (first, stop1, task1, _d1) = bare_gateway(x.clone()).await;
+    let series = r#"switchboard_xmpp_connected{domain="conflict.localhost"}"#;
+    wait_for(Duration::from_secs(15), "the first link to be up", || {
+        let first = first.clone();
+        async move {
+            let page = metrics_page(&first).await;
+            (metric(&page, series) == Some(1.0)).then_some(())
+        }
+    })
+    .await;
+    // Both gateways share this process's metrics, so the second is watched through its
+    // /readyz and the log.
+    let (second, stop2, task2, _d2) = bare_gateway(x).await;
+    wait_for(
+        Duration::from_secs(15),
+        "the conflict to be logged",
+        || async {
+            logs()
+                .contains("the server still holds an earlier link for this domain")
+                .then_some(())
+        },
+    )
+    .await;
+    let r = reqwest::get(format!("{second}/readyz")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    // The first gateway goes away: the second one takes the domain over by itself.
+    stop1.cancel();
+    task1.await.unwrap().unwrap();
+    wait_for(
+        Duration::from_secs(15),
+        "the second gateway to be ready",
+        || {
+            let url = format!("{second}/readyz");
+            async move {
+                let r = reqwest::get(url).await.ok()?;
+                r.status().is_success().then_some(())
+            }
+        },
+    )
+    .await;
+    stop2.cancel();
+    task2.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_quiet_link_is_kept_alive_by_pings() {
+    if !peers_present() {
+        return;
+    }
+    let domain = "quiet.localhost";
+    let p = Prosody::start(&[(domain, SECRET)], &[]).await;
+    let mut x = xmpp_config(&p, &[(domain, Network::Sms, SECRET)]);
+    x.keepalive_secs = 1;
+    let (base, stop, task, _d) = bare_gateway(x).await;
+    let up = r#"switchboard_xmpp_connected{domain="quiet.localhost"}"#;
+    let attempts = r#"switchboard_xmpp_connect_attempts_total{domain="quiet.localhost"}"#;
+    wait_for(Duration::from_secs(15), "the link to be up", || {
+        let base = base.clone();
+        async move { (metric(&metrics_page(&base).await, up) == Some(1.0)).then_some(()) }
+    })
+    .await;
+    // Several keepalive periods without any traffic: the link stays the same one.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let page = metrics_page(&base).await;
+    assert_eq!(metric(&page, up), Some(1.0), "{page}");
+    assert_eq!(metric(&page, attempts), Some(1.0), "{page}");
+    stop.cancel();
+    task.await.unwrap().unwrap();
 }

@@ -182,7 +182,7 @@ impl Link {
         let keepalive = Duration::from_secs(self.cfg.keepalive_secs);
         let timeouts = Timeouts {
             read_timeout: keepalive,
-            response_timeout: (keepalive / 2).max(Duration::from_secs(5)),
+            response_timeout: (keepalive / 2).max(Duration::from_secs(1)),
         };
         let connector = TcpServerConnector::from(DnsConfig::addr(&addr.to_string()));
         let (mut pending, _) = connector
