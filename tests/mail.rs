@@ -867,3 +867,113 @@ async fn a_mail_acknowledged_before_kill_9_is_delivered_after_restart() {
         .expect("the SMS at the simulator");
     assert_eq!(sms.message, "survive: kill -9");
 }
+
+#[tokio::test]
+async fn networks_connections_per_address_and_timeouts_are_enforced() {
+    let (h, smtp) = mail_gateway(|cfg, _| {
+        cfg.mail.max_connections_per_ip = 1;
+        cfg.mail.command_timeout_secs = 1;
+    })
+    .await;
+    let (mut first, greeting) = Smtp::connect(smtp).await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let (_, refused) = Smtp::connect(smtp).await;
+    assert!(refused.starts_with("421 4.7.0"), "{refused}");
+    // An idle client is told so and let go, which frees its slot.
+    let timeout = first.reply().await;
+    assert!(timeout.starts_with("421 4.4.2"), "{timeout}");
+    let (mut again, greeting) = wait_for(Duration::from_secs(10), "a free slot", || async {
+        let (c, g) = Smtp::connect(smtp).await;
+        g.starts_with("220 ").then_some((c, g))
+    })
+    .await;
+    assert!(greeting.starts_with("220 "));
+    assert!(again.cmd("QUIT").await.starts_with("221"));
+    h.stop().await;
+
+    let (h, smtp) = mail_gateway(|cfg, _| {
+        cfg.mail.allow_networks = vec!["10.0.0.0/8".into()];
+    })
+    .await;
+    let (_, refused) = Smtp::connect(smtp).await;
+    assert!(refused.starts_with("554 5.7.1"), "{refused}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_smarthost_connection_is_upgraded_with_starttls() {
+    // Gateway B (STARTTLS offered) is gateway A's smarthost: an MO addressed to a phone's
+    // mail address leaves A as mail over TLS and B turns it into an SMS again.
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path());
+    let (b, b_smtp) = mail_gateway(|cfg, _| {
+        cfg.mail.tls_cert = Some(cert.clone());
+        cfg.mail.tls_key = Some(key.clone());
+        cfg.mail.allow_networks = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let a = Harness::start(|cfg, _| {
+        cfg.mail.smarthost = format!("localhost:{}", b_smtp.port());
+        cfg.mail.smarthost_starttls = true;
+        cfg.mail.smarthost_ca = Some(cert.clone());
+        // A's own SMS domain differs, so the mail address is B's phone, not A's.
+        cfg.mail.sms_domain = "sms.a.example.org".into();
+    })
+    .await;
+    assert_eq!(
+        a.sim
+            .mo(
+                "+8613800000080",
+                "10658000",
+                "8613800000081@sms.example.org over tls"
+            )
+            .await,
+        200
+    );
+    let sms = sms_to(&b, "+8613800000081", |_| true).await;
+    assert_eq!(sms.message, "SMS from +8613800000080: over tls");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn on_shutdown_idle_sessions_are_closed_and_a_message_in_progress_is_finished() {
+    let (h, smtp) = mail_gateway(|_, _| {}).await;
+    let db = h.cfg.store.path.clone();
+    let (mut idle, _) = Smtp::connect(smtp).await;
+    idle.cmd("EHLO idle.example.com").await;
+    let (mut busy, _) = Smtp::connect(smtp).await;
+    busy.cmd("EHLO busy.example.com").await;
+    assert!(
+        busy.cmd("MAIL FROM:<a@example.com>")
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        busy.cmd("RCPT TO:<8613800000090@sms.example.org>")
+            .await
+            .starts_with("250")
+    );
+    assert!(busy.cmd("DATA").await.starts_with("354"));
+    let stopping = tokio::spawn(h.stop());
+    let bye = idle.reply().await;
+    assert!(bye.starts_with("421 4.3.2"), "{bye}");
+    wait_for(Duration::from_secs(10), "the listener to close", || async {
+        tokio::net::TcpStream::connect(smtp)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    busy.send("Subject: last one\r\n\r\nin time\r\n.\r\n").await;
+    let r = busy.reply().await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    // Now idle, the session is let go (or its QUIT is answered, whichever comes first).
+    let last = busy.cmd("QUIT").await;
+    assert!(
+        last.starts_with("221") || last.starts_with("421 4.3.2"),
+        "{last}"
+    );
+    assert_eq!(count_rows(&db, "messages"), 1);
+    stopping.await.unwrap();
+}

@@ -70,7 +70,6 @@ CREATE TABLE IF NOT EXISTS delay_watch (
     msg_id INTEGER PRIMARY KEY,
     due_at INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS delay_watch_due ON delay_watch (due_at);
 CREATE TABLE IF NOT EXISTS reply_routes (
     ext INTEGER PRIMARY KEY,
     party TEXT NOT NULL UNIQUE,
@@ -571,12 +570,17 @@ fn delay_reports(
     ids: &IdGen,
     report_ttl_ms: i64,
 ) -> Result<usize, StoreError> {
-    let due: Vec<i64> = c
-        .prepare_cached(
-            "SELECT msg_id FROM delay_watch WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2",
-        )?
-        .query_map(params![now, limit as i64], |r| r.get(0))?
+    // Ids are time-ordered and the wait is one setting, so id order is due order: read the
+    // oldest rows and stop at the first that is not due (no index on due_at to maintain).
+    let oldest: Vec<(i64, i64)> = c
+        .prepare_cached("SELECT msg_id, due_at FROM delay_watch ORDER BY msg_id LIMIT ?1")?
+        .query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
+    let due: Vec<i64> = oldest
+        .into_iter()
+        .take_while(|&(_, at)| at <= now)
+        .map(|(id, _)| id)
+        .collect();
     let mut made = 0;
     for msg in due {
         c.prepare_cached("DELETE FROM delay_watch WHERE msg_id = ?1")?
