@@ -10,6 +10,9 @@ command -v xsltproc >/dev/null 2>&1 || need_apt+=(xsltproc)
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 # Prosody for the XMPP component tests (each test writes its own config and starts it).
 command -v prosody >/dev/null 2>&1 || need_apt+=(prosody)
+# clamd for the virus-scanning tests (each test writes its own signatures and config and
+# starts clamd itself; no signature download).
+[ -x /usr/sbin/clamd ] || command -v clamd >/dev/null 2>&1 || need_apt+=(clamav-daemon clamav)
 python3 -c 'import slixmpp' >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 ||
   need_apt+=(python3-pip)
 # Postfix's smtp-sink and smtp-source for the mail tests: unpacked from the package, never

@@ -1,8 +1,10 @@
 //! Content conversion: reshaping a message for the channel it goes to.
 //!
-//! The process stage asks [`shape_sms`] how a text goes to a phone (encoding, parts, the
-//! overflow policy); the answer travels with the delivery and is recorded with its outcome.
+//! The process stage first has every attachment scanned ([`scan`]), then asks [`shape_sms`]
+//! how a text goes to a phone (encoding, parts, the overflow policy); the answer travels
+//! with the delivery and is recorded with its outcome.
 
+pub mod scan;
 pub mod sms;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +17,8 @@ use sms::{Encoding, OverflowPolicy, Plan};
 pub struct ContentConfig {
     /// Text to phones (`[content.sms]`).
     pub sms: SmsConfig,
+    /// Virus scanning of attachments and media with clamd (`[content.scan]`).
+    pub scan: scan::ScanConfig,
 }
 
 /// The `[content.sms]` section: long texts to phones.
@@ -52,6 +56,7 @@ impl ContentConfig {
                     .into(),
             );
         }
+        e.extend(self.scan.validate());
         e
     }
 }

@@ -577,9 +577,34 @@ async fn process_stage(
     mut rx: mpsc::Receiver<Job>,
     txs: HashMap<Channel, mpsc::Sender<Delivery>>,
 ) {
+    let scanner = crate::content::scan::Scanner::new(&ctx.cfg.content.scan);
     while let Some(job) = rx.recv().await {
         metrics::counter!("switchboard_stage_processed_total", "stage" => "process").increment(1);
         let env = &job.env;
+        // Attachments are scanned before any recipient is routed: one verdict for all.
+        if let Some(scanner) = &scanner
+            && env.kind == Kind::Message
+        {
+            use crate::content::scan::Decision;
+            let failure = match scanner.check(env).await {
+                Decision::Pass => None,
+                Decision::Refuse(why) => Some(SinkError::Permanent(why)),
+                Decision::Retry(why) => Some(SinkError::Transient(why)),
+            };
+            if let Some(err) = failure {
+                let reason = if err.is_transient() {
+                    "scanner_unavailable"
+                } else {
+                    "virus_found"
+                };
+                for &idx in &job.idxs {
+                    metrics::counter!("switchboard_messages_refused_total", "stage" => "process", "reason" => reason)
+                        .increment(1);
+                    ctx.settle(env, idx, Err(Settle::Sink(err.clone()))).await;
+                }
+                continue;
+            }
+        }
         // The SMS shape depends only on the text: worked out once for all phone recipients.
         let mut sms_shape: Option<Result<Arc<crate::content::SmsShape>, String>> = None;
         for &idx in &job.idxs {
