@@ -33,6 +33,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::config::{MailConfig, allowed};
 use super::parse;
@@ -185,16 +186,17 @@ pub async fn serve(
             ip,
         };
         let shared = shared.clone();
-        sessions.spawn(async move {
-            let span = tracing::debug_span!("smtp", peer = %peer);
-            let _e = span.enter();
-            drop(_e);
-            if let Err(e) = connection(shared, sock, ip).await {
-                tracing::debug!(peer = %peer, error = %e, "SMTP session ended with an error");
+        let span = tracing::debug_span!("smtp", peer = %peer);
+        sessions.spawn(
+            async move {
+                if let Err(e) = connection(shared, sock, ip).await {
+                    tracing::debug!(error = %e, "SMTP session ended with an error");
+                }
+                drop(slot);
+                drop(permit);
             }
-            drop(slot);
-            drop(permit);
-        });
+            .instrument(span),
+        );
     }
     drop(listener);
     sessions.close();
