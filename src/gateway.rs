@@ -119,6 +119,13 @@ pub async fn run(
     let sinks = Sinks {
         sms: (!cfg.sdp.send_sms_url.is_empty())
             .then(|| SdpClient::new(cfg.sdp.clone(), notify_endpoint.clone())),
+        mms: (!cfg.content.mms.send_message_url.is_empty()).then(|| {
+            crate::connectors::sdp::mms::MmsClient::new(
+                cfg.content.mms.send_message_url.clone(),
+                cfg.sdp.clone(),
+                format!("{public}{}", crate::connectors::sdp::mms::MMS_NOTIFY_PATH),
+            )
+        }),
         im: (!cfg.im.url.is_empty()).then(|| {
             WebhookSink::new(
                 Some(cfg.im.url.clone()),

@@ -342,7 +342,7 @@ pub struct StatusReport {
     pub received_at: i64,
 }
 
-mod b64 {
+pub mod b64 {
     //! Standard base64 for parts in JSON.
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -42,6 +42,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connectors::sdp::parlayx::{self, DeliveryStatus, Fault, Version};
 
+mod mms;
+pub use mms::{SEND_MESSAGE_PATH, SimMms, SimMmsPart};
+
 /// Receipt POSTs in flight at most.
 pub const RECEIPT_CONCURRENCY: usize = 64;
 /// Attempts per receipt POST (first try included).
@@ -341,6 +344,8 @@ struct ReceiptJob {
     address: String,
     status: DeliveryStatus,
     version: Version,
+    /// An MMS receipt (`notifyMessageDeliveryReceipt`) rather than an SMS one.
+    mms: bool,
 }
 
 /// Shared simulator state.
@@ -350,6 +355,7 @@ pub struct Simulator {
     correlators: Mutex<HashSet<u64>>,
     probes: Mutex<Probes>,
     messages: Mutex<VecDeque<SimMessage>>,
+    mms: Mutex<VecDeque<SimMms>>,
     stall: watch::Sender<bool>,
     client: reqwest::Client,
     receipts_tx: mpsc::UnboundedSender<ReceiptJob>,
@@ -413,6 +419,7 @@ impl Simulator {
             correlators: Mutex::new(HashSet::new()),
             probes: Mutex::new(Probes::default()),
             messages: Mutex::new(VecDeque::new()),
+            mms: Mutex::new(VecDeque::new()),
             stall,
             client,
             receipts_tx: tx,
@@ -435,6 +442,11 @@ impl Simulator {
     }
 
     /// Recent accepted messages, oldest first.
+    /// The MMS received (the most recent `keep_messages`).
+    pub fn mms_messages(&self) -> Vec<SimMms> {
+        lock(&self.mms).iter().cloned().collect()
+    }
+
     pub fn messages(&self) -> Vec<SimMessage> {
         lock(&self.messages).iter().cloned().collect()
     }
@@ -459,6 +471,7 @@ impl Simulator {
         self.counters.reset();
         lock(&self.correlators).clear();
         lock(&self.messages).clear();
+        lock(&self.mms).clear();
         *lock(&self.probes) = Probes::default();
     }
 
@@ -570,12 +583,22 @@ async fn receipt_worker(
         let client = client.clone();
         let counters = counters.clone();
         tokio::spawn(async move {
-            let body = parlayx::encode_notify_delivery_receipt(
-                job.version,
-                &job.correlator,
-                &job.address,
-                job.status,
-            );
+            let body = if job.mms {
+                parlayx::mms::encode_notify_message_delivery_receipt(
+                    &parlayx::mms::MessageReceipt {
+                        correlator: job.correlator.clone(),
+                        address: job.address.clone(),
+                        status: job.status,
+                    },
+                )
+            } else {
+                parlayx::encode_notify_delivery_receipt(
+                    job.version,
+                    &job.correlator,
+                    &job.address,
+                    job.status,
+                )
+            };
             let ok = post_soap_with_retries(&client, &job.endpoint, Bytes::from(body)).await;
             bump(if ok {
                 &counters.receipts_sent
@@ -739,6 +762,7 @@ async fn send_sms(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
                 address: address.clone(),
                 status,
                 version,
+                mms: false,
             };
             if sim.receipts_tx.send(job).is_err() {
                 bump(&sim.counters.receipts_failed);
@@ -855,6 +879,7 @@ async fn mo(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
 pub fn router(state: Arc<Simulator>) -> Router {
     Router::new()
         .route(SEND_SMS_PATH, post(send_sms))
+        .route(SEND_MESSAGE_PATH, post(mms::send_message))
         .route("/SendSms", post(send_sms))
         .route("/sim/stats", get(stats))
         .route("/sim/messages", get(messages))

@@ -4,6 +4,7 @@
 //! how a text goes to a phone (encoding, parts, the overflow policy); the answer travels
 //! with the delivery and is recorded with its outcome.
 
+pub mod mms;
 pub mod scan;
 pub mod sms;
 
@@ -19,6 +20,8 @@ pub struct ContentConfig {
     pub sms: SmsConfig,
     /// Virus scanning of attachments and media with clamd (`[content.scan]`).
     pub scan: scan::ScanConfig,
+    /// Media to phones as MMS over Parlay X SendMessage (`[content.mms]`).
+    pub mms: mms::MmsConfig,
 }
 
 /// The `[content.sms]` section: long texts to phones.
@@ -29,7 +32,8 @@ pub struct SmsConfig {
     pub max_parts: usize,
     /// What happens to a text that needs more parts: `split` (send them all anyway),
     /// `truncate` (keep `max_parts` parts, the last ending with a marker), `refuse`
-    /// (a permanent failure, reported to the origin).
+    /// (a permanent failure, reported to the origin), `mms` (send it as one MMS; needs
+    /// `content.mms.send_message_url`).
     pub overflow: OverflowPolicy,
 }
 
@@ -49,14 +53,15 @@ impl ContentConfig {
         if !(1..=255).contains(&self.sms.max_parts) {
             e.push("content.sms.max_parts: must be 1-255".into());
         }
-        if self.sms.overflow == OverflowPolicy::Mms {
+        if self.sms.overflow == OverflowPolicy::Mms && self.mms.send_message_url.is_empty() {
             e.push(
-                "content.sms.overflow: \"mms\" needs the SDP's multimedia interface, which this \
-                 gateway does not speak yet; use split, truncate or refuse"
+                "content.sms.overflow: \"mms\" needs content.mms.send_message_url (the SDP's \
+                 MMS interface)"
                     .into(),
             );
         }
         e.extend(self.scan.validate());
+        e.extend(self.mms.validate());
         e
     }
 }
@@ -87,6 +92,12 @@ impl SmsShape {
     }
 }
 
+/// Whether `text` is to go as MMS under the `mms` overflow policy.
+pub fn long_text_to_mms(cfg: &SmsConfig, text: &str) -> bool {
+    cfg.overflow == OverflowPolicy::Mms
+        && matches!(sms::plan(text, cfg.max_parts, cfg.overflow), Ok(Plan::Mms))
+}
+
 /// Applies the `[content.sms]` policy to `text`. `Err` is a permanent refusal whose
 /// message says why.
 pub fn shape_sms(cfg: &SmsConfig, text: &str) -> Result<SmsShape, String> {
@@ -96,7 +107,8 @@ pub fn shape_sms(cfg: &SmsConfig, text: &str) -> Result<SmsShape, String> {
             text: seg.parts.concat(),
             encoding: seg.encoding,
         }),
-        // Refused by validation; kept whole rather than lost if it ever gets here.
+        // The process stage sends these as MMS; without an MMS interface (refused by
+        // validation) the text is kept whole rather than lost.
         Ok(Plan::Mms) => {
             let seg = sms::segment(text);
             Ok(SmsShape {

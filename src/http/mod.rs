@@ -6,6 +6,7 @@
 
 mod api;
 pub mod listener;
+mod mms;
 mod soap;
 
 use std::collections::HashMap;
@@ -50,6 +51,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/messages", post(api::submit))
         .route("/v1/messages/{id}", get(api::get_message))
         .route(NOTIFY_PATH, post(soap::notification))
+        .route(
+            crate::connectors::sdp::mms::MMS_NOTIFY_PATH,
+            post(mms::notification),
+        )
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

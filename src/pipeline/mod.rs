@@ -53,12 +53,16 @@ pub struct Delivery {
     pub sender: Option<String>,
     /// SMS only: the text as it goes out and its shape (from `[content.sms]`).
     pub sms: Option<Arc<crate::content::SmsShape>>,
+    /// To a phone as MMS: the text and media after the size policy (`[content.mms]`).
+    pub mms: Option<Arc<crate::content::mms::MmsPlan>>,
 }
 
 /// The sinks, one per channel that has one configured.
 #[derive(Clone, Default)]
 pub struct Sinks {
     pub sms: Option<SdpClient>,
+    /// MMS to phones (Parlay X SendMessage); absent: phones get text only.
+    pub mms: Option<crate::connectors::sdp::mms::MmsClient>,
     pub im: Option<WebhookSink>,
     pub callback: Option<WebhookSink>,
     pub mail: Option<MailSink>,
@@ -95,6 +99,25 @@ impl Sinks {
             .map(|r| r.channel())
             .ok_or_else(|| SinkError::Permanent(format!("no recipient {}", d.idx)))?;
         match ch {
+            Channel::Sms if d.mms.is_some() => {
+                let (Some(mms), Some(plan)) = (&self.mms, &d.mms) else {
+                    return Err(SinkError::Transient("no MMS interface configured".into()));
+                };
+                let rcpt = d
+                    .env
+                    .recipient(d.idx)
+                    .map(|r| r.address.value())
+                    .unwrap_or("");
+                let correlator = d.env.recipient_id(d.idx).to_string();
+                mms.send(&crate::connectors::sdp::mms::MmsRequest {
+                    to: rcpt,
+                    sender: d.sender.as_deref(),
+                    subject: None,
+                    plan,
+                    correlator: &correlator,
+                })
+                .await
+            }
             Channel::Sms => {
                 let Some(sdp) = &self.sms else {
                     return Err(SinkError::Transient("no SDP configured".into()));
@@ -607,6 +630,16 @@ async fn process_stage(
         }
         // The SMS shape depends only on the text: worked out once for all phone recipients.
         let mut sms_shape: Option<Result<Arc<crate::content::SmsShape>, String>> = None;
+        // Media for phones go as one MMS when the SDP's MMS interface is configured.
+        // So does a text over the SMS parts maximum under the `mms` overflow policy.
+        let as_mms = !ctx.cfg.content.mms.send_message_url.is_empty()
+            && (env
+                .content
+                .parts
+                .iter()
+                .any(|p| crate::content::mms::is_media(&p.content_type))
+                || crate::content::long_text_to_mms(&ctx.cfg.content.sms, &env.content.text));
+        let mut mms_plan: Option<Result<Arc<crate::content::mms::MmsPlan>, String>> = None;
         for &idx in &job.idxs {
             let Some(rcpt) = env.recipient(idx) else {
                 continue;
@@ -637,7 +670,30 @@ async fn process_stage(
             } else {
                 None
             };
-            let sms = if ch == Channel::Sms {
+            let mms = if ch == Channel::Sms && as_mms {
+                let plan = mms_plan.get_or_insert_with(|| {
+                    crate::content::mms::plan(
+                        &ctx.cfg.content.mms,
+                        &env.content.text,
+                        &env.content.parts,
+                    )
+                    .map(Arc::new)
+                });
+                match plan {
+                    Ok(p) => Some(p.clone()),
+                    Err(why) => {
+                        metrics::counter!("switchboard_messages_refused_total", "stage" => "process", "reason" => "too_large")
+                            .increment(1);
+                        let why = why.clone();
+                        ctx.settle(env, idx, Err(Settle::Sink(SinkError::Permanent(why))))
+                            .await;
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let sms = if ch == Channel::Sms && mms.is_none() {
                 let shape = sms_shape.get_or_insert_with(|| {
                     crate::content::shape_sms(&ctx.cfg.content.sms, &env.content.text).map(Arc::new)
                 });
@@ -660,6 +716,7 @@ async fn process_stage(
                 idx,
                 sender,
                 sms,
+                mms,
             };
             if tx.send(d).await.is_err() {
                 return;

@@ -6,6 +6,7 @@
 //!   or reset connections: temporary.
 //! - Any `POLxxxx` fault and every other `SVCxxxx` fault, other 4xx: permanent.
 
+pub mod mms;
 pub mod parlayx;
 
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use super::{Sent, SinkError, classify_reqwest};
 use crate::config::SdpConfig;
 
 /// Largest SDP response body read.
-const MAX_RESPONSE: usize = 256 * 1024;
+pub(crate) const MAX_RESPONSE: usize = 256 * 1024;
 
 /// A Parlay X SendSms client.
 #[derive(Clone)]

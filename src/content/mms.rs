@@ -1,0 +1,417 @@
+//! Multimedia messages to phones: which messages go as MMS, the operator's size limit, the
+//! SMIL presentation, and SOAP with attachments (`multipart/related`) both ways.
+//!
+//! Guarantees: the body built by [`build_related`] is the SOAP envelope (root part, `start`
+//! parameter), a generated SMIL part, the text (if any) and every media part, each with a
+//! `Content-ID` the SMIL refers to; media are base64-encoded, so no boundary can occur in
+//! them. The parser ([`parse_related`]) takes at most [`MAX_PARTS`] parts and refuses a body
+//! without a boundary.
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::{Part, b64};
+
+/// Most parts read from one `multipart/related` body.
+pub const MAX_PARTS: usize = 64;
+
+/// What happens to a message over the operator's size limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Oversize {
+    /// Leave out the largest media parts until it fits, and say so in the text.
+    #[default]
+    DropParts,
+    /// Refuse the message (a permanent failure, reported to the origin).
+    Refuse,
+}
+
+/// The `[content.mms]` section.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MmsConfig {
+    /// The SDP's Parlay X SendMessage endpoint (mms-v3_1). Empty: no MMS; media parts for
+    /// phones are left out and the text goes as SMS.
+    pub send_message_url: String,
+    /// The operator's size limit for one MMS (text and media), in bytes.
+    pub max_bytes: usize,
+    /// Over the limit: `drop_parts` (largest media first, with a note in the text) or
+    /// `refuse`.
+    pub oversize: Oversize,
+}
+
+impl Default for MmsConfig {
+    fn default() -> Self {
+        MmsConfig {
+            send_message_url: String::new(),
+            max_bytes: 300 * 1024,
+            oversize: Oversize::DropParts,
+        }
+    }
+}
+
+impl MmsConfig {
+    /// Every error, each naming its key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        let u = &self.send_message_url;
+        if !(u.is_empty() || u.starts_with("http://") || u.starts_with("https://")) {
+            e.push(format!(
+                "content.mms.send_message_url: {u:?} is not an http(s) URL"
+            ));
+        }
+        if self.max_bytes < 1024 {
+            e.push("content.mms.max_bytes: must be at least 1024".into());
+        }
+        e
+    }
+}
+
+/// Images, audio and video: what makes a message for a phone an MMS.
+pub fn is_media(content_type: &str) -> bool {
+    let t = content_type.trim().to_ascii_lowercase();
+    t.starts_with("image/") || t.starts_with("audio/") || t.starts_with("video/")
+}
+
+/// An MMS ready to send: its text and media after the size policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MmsPlan {
+    pub text: String,
+    pub parts: Vec<Part>,
+}
+
+/// Applies the size limit to `text` + the media among `parts`. `Err` is a refusal saying
+/// why.
+pub fn plan(cfg: &MmsConfig, text: &str, parts: &[Part]) -> Result<MmsPlan, String> {
+    let mut media: Vec<Part> = parts
+        .iter()
+        .filter(|p| is_media(&p.content_type))
+        .cloned()
+        .collect();
+    let size = |text: &str, media: &[Part]| {
+        text.len() + media.iter().map(|p| p.bytes.len()).sum::<usize>()
+    };
+    let total = size(text, &media);
+    if total <= cfg.max_bytes {
+        return Ok(MmsPlan {
+            text: text.to_string(),
+            parts: media,
+        });
+    }
+    if cfg.oversize == Oversize::Refuse {
+        return Err(format!(
+            "message_too_large: the MMS is {total} bytes; the operator allows {}",
+            cfg.max_bytes
+        ));
+    }
+    let mut dropped = Vec::new();
+    while size(text, &media) + 80 > cfg.max_bytes && !media.is_empty() {
+        let (i, _) = media
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, p)| p.bytes.len())
+            .unwrap_or((0, &media[0]));
+        let p = media.remove(i);
+        dropped.push(p.name.unwrap_or_else(|| p.content_type.clone()));
+    }
+    let note = format!(
+        "[{} part(s) left out, over the {} byte limit: {}]",
+        dropped.len(),
+        cfg.max_bytes,
+        dropped.join(", ")
+    );
+    let text = if text.is_empty() {
+        note
+    } else {
+        format!("{text}\n{note}")
+    };
+    if size(&text, &media) > cfg.max_bytes {
+        return Err(format!(
+            "message_too_large: even the text alone is over the operator's {} byte limit",
+            cfg.max_bytes
+        ));
+    }
+    Ok(MmsPlan { text, parts: media })
+}
+
+/// The SMIL presentation: one slide per media part, the text on the first.
+pub fn smil(has_text: bool, parts: &[Part]) -> String {
+    let mut s = String::from(
+        "<smil><head><layout><root-layout width=\"320\" height=\"480\"/>\
+         <region id=\"Image\" top=\"0\" left=\"0\" width=\"100%\" height=\"70%\"/>\
+         <region id=\"Text\" top=\"70%\" left=\"0\" width=\"100%\" height=\"30%\"/>\
+         </layout></head><body>",
+    );
+    let slides = parts.len().max(1);
+    for i in 0..slides {
+        s.push_str("<par dur=\"5000ms\">");
+        if let Some(p) = parts.get(i) {
+            let t = p.content_type.to_ascii_lowercase();
+            let (tag, region) = if t.starts_with("image/") {
+                ("img", " region=\"Image\"")
+            } else if t.starts_with("video/") {
+                ("video", " region=\"Image\"")
+            } else {
+                ("audio", "")
+            };
+            s.push_str(&format!("<{tag} src=\"cid:{}\"{region}/>", part_cid(i)));
+        }
+        if i == 0 && has_text {
+            s.push_str("<text src=\"cid:text\" region=\"Text\"/>");
+        }
+        s.push_str("</par>");
+    }
+    s.push_str("</body></smil>");
+    s
+}
+
+fn part_cid(i: usize) -> String {
+    format!("part{}", i + 1)
+}
+
+/// A file name safe in a MIME parameter.
+fn param(s: &str) -> String {
+    s.chars()
+        .take(100)
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A content type safe in a header (the part's own, if it is a plain `type/subtype`).
+fn header_type(ct: &str) -> String {
+    let ct = ct.split(';').next().unwrap_or("").trim();
+    if !ct.is_empty()
+        && ct.contains('/')
+        && ct
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '+' | '-'))
+    {
+        ct.to_string()
+    } else {
+        "application/octet-stream".into()
+    }
+}
+
+/// Builds the SwA body: returns the HTTP `Content-Type` and the body.
+pub fn build_related(soap: &str, text: &str, parts: &[Part], boundary: &str) -> (String, Vec<u8>) {
+    let mut out = Vec::with_capacity(
+        soap.len()
+            + text.len() * 2
+            + parts
+                .iter()
+                .map(|p| p.bytes.len() * 4 / 3 + 200)
+                .sum::<usize>()
+            + 2048,
+    );
+    let head = |out: &mut Vec<u8>, lines: &[String]| {
+        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        for l in lines {
+            out.extend_from_slice(l.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    };
+    head(
+        &mut out,
+        &[
+            "Content-Type: text/xml; charset=utf-8".into(),
+            "Content-Transfer-Encoding: 8bit".into(),
+            "Content-ID: <soap-envelope>".into(),
+        ],
+    );
+    out.extend_from_slice(soap.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    head(
+        &mut out,
+        &[
+            "Content-Type: application/smil; charset=utf-8".into(),
+            "Content-ID: <smil>".into(),
+        ],
+    );
+    out.extend_from_slice(smil(!text.is_empty(), parts).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if !text.is_empty() {
+        head(
+            &mut out,
+            &[
+                "Content-Type: text/plain; charset=utf-8".into(),
+                "Content-Transfer-Encoding: base64".into(),
+                "Content-ID: <text>".into(),
+            ],
+        );
+        push_base64(&mut out, text.as_bytes());
+    }
+    for (i, p) in parts.iter().enumerate() {
+        let mut lines = vec![
+            format!("Content-Type: {}", header_type(&p.content_type)),
+            "Content-Transfer-Encoding: base64".into(),
+            format!("Content-ID: <{}>", part_cid(i)),
+        ];
+        if let Some(n) = &p.name {
+            lines.push(format!(
+                "Content-Disposition: attachment; filename=\"{}\"",
+                param(n)
+            ));
+        }
+        head(&mut out, &lines);
+        push_base64(&mut out, &p.bytes);
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let ct = format!(
+        "multipart/related; type=\"text/xml\"; start=\"<soap-envelope>\"; boundary=\"{boundary}\""
+    );
+    (ct, out)
+}
+
+fn push_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    let enc = b64::encode(bytes);
+    for line in enc.as_bytes().chunks(76) {
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// One part of a `multipart/related` body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelatedPart {
+    pub content_type: String,
+    /// Without the angle brackets.
+    pub content_id: Option<String>,
+    pub name: Option<String>,
+    /// Decoded.
+    pub bytes: Vec<u8>,
+}
+
+/// Parses a SwA body given its HTTP `Content-Type`; the first part is the root (SOAP).
+pub fn parse_related(content_type: &str, body: &[u8]) -> Result<Vec<RelatedPart>, String> {
+    use mail_parser::{MessageParser, MimeHeaders, PartType};
+    if !content_type
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("multipart/related")
+    {
+        return Err(format!("not multipart/related: {:?}", param(content_type)));
+    }
+    if !content_type.to_ascii_lowercase().contains("boundary=") {
+        return Err("multipart/related without a boundary".into());
+    }
+    let clean: String = content_type
+        .chars()
+        .filter(|c| *c != '\r' && *c != '\n')
+        .collect();
+    let mut raw = format!("MIME-Version: 1.0\r\nContent-Type: {clean}\r\n\r\n").into_bytes();
+    raw.extend_from_slice(body);
+    let msg = MessageParser::default()
+        .parse(&raw)
+        .ok_or("unreadable multipart/related body")?;
+    let mut out = Vec::new();
+    for p in msg.parts.iter() {
+        if matches!(p.body, PartType::Multipart(_)) {
+            continue;
+        }
+        if out.len() >= MAX_PARTS {
+            return Err(format!("more than {MAX_PARTS} parts"));
+        }
+        let content_type = p
+            .content_type()
+            .map(|ct| match ct.subtype() {
+                Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                None => ct.ctype().to_string(),
+            })
+            .unwrap_or_else(|| "text/plain".into());
+        out.push(RelatedPart {
+            content_type,
+            content_id: p
+                .content_id()
+                .map(|c| c.trim().trim_matches(['<', '>']).to_string()),
+            name: p.attachment_name().map(str::to_string),
+            bytes: p.contents().to_vec(),
+        });
+    }
+    if out.is_empty() {
+        return Err("no parts".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img(name: &str, n: usize) -> Part {
+        Part {
+            content_type: "image/png".into(),
+            name: Some(name.into()),
+            bytes: (0..n).map(|i| (i % 251) as u8).collect(),
+        }
+    }
+
+    #[test]
+    fn related_bodies_round_trip_with_smil_and_content_ids() {
+        let parts = vec![
+            img("a.png", 3000),
+            Part {
+                content_type: "audio/amr".into(),
+                name: None,
+                bytes: b"#!AMR\n--boundary-like--\r\n".to_vec(),
+            },
+        ];
+        let soap = "<soapenv:Envelope/>";
+        let (ct, body) = build_related(soap, "hello ünïcode", &parts, "sb-1234");
+        let got = parse_related(&ct, &body).unwrap();
+        assert_eq!(got[0].content_type, "text/xml");
+        assert_eq!(got[0].content_id.as_deref(), Some("soap-envelope"));
+        assert_eq!(String::from_utf8_lossy(&got[0].bytes).trim(), soap);
+        assert_eq!(got[1].content_type, "application/smil");
+        let smil = String::from_utf8_lossy(&got[1].bytes).into_owned();
+        assert!(smil.contains("<img src=\"cid:part1\""), "{smil}");
+        assert!(smil.contains("<audio src=\"cid:part2\""), "{smil}");
+        assert!(smil.contains("cid:text"), "{smil}");
+        assert_eq!(got[2].bytes, "hello ünïcode".as_bytes());
+        assert_eq!(got[3].bytes, parts[0].bytes);
+        assert_eq!(got[3].content_id.as_deref(), Some("part1"));
+        assert_eq!(got[3].name.as_deref(), Some("a.png"));
+        assert_eq!(got[4].bytes, parts[1].bytes);
+        assert!(parse_related("text/xml", &body).is_err());
+        assert!(parse_related("multipart/related", &body).is_err());
+    }
+
+    #[test]
+    fn the_size_limit_drops_the_largest_parts_or_refuses() {
+        let cfg = MmsConfig {
+            max_bytes: 10_000,
+            ..MmsConfig::default()
+        };
+        let parts = vec![img("big.png", 9800), img("small.png", 500)];
+        let p = plan(&cfg, "hi", &parts).unwrap();
+        assert_eq!(p.parts.len(), 1);
+        assert_eq!(p.parts[0].name.as_deref(), Some("small.png"));
+        assert!(
+            p.text.contains("big.png") && p.text.starts_with("hi\n"),
+            "{}",
+            p.text
+        );
+        let fits = plan(&cfg, "hi", &parts[1..]).unwrap();
+        assert_eq!((fits.text.as_str(), fits.parts.len()), ("hi", 1));
+        let refuse = MmsConfig {
+            oversize: Oversize::Refuse,
+            ..cfg
+        };
+        let e = plan(&refuse, "hi", &parts).unwrap_err();
+        assert!(e.starts_with("message_too_large"), "{e}");
+    }
+
+    #[test]
+    fn media_types() {
+        assert!(is_media("image/jpeg"));
+        assert!(is_media("Video/MP4"));
+        assert!(is_media("audio/amr"));
+        assert!(!is_media("application/pdf"));
+        assert!(!is_media("text/plain"));
+    }
+}

@@ -1,0 +1,244 @@
+//! MMS out through the whole flow: media for a phone go as Parlay X `sendMessage` with the
+//! content as SOAP with attachments to an SDP simulator, its `notifyMessageDeliveryReceipt`
+//! comes back to the gateway; plain text still goes as SMS; the operator's size limit.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+use switchboard::content::mms::Oversize;
+use switchboard::message::Part;
+use switchboard::sim::{SEND_MESSAGE_PATH, SimConfig, SimMms};
+
+fn image(name: &str, n: usize) -> Part {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend((0..n).map(|i| (i * 7 % 256) as u8));
+    Part {
+        content_type: "image/png".into(),
+        name: Some(name.into()),
+        bytes,
+    }
+}
+
+/// A gateway whose MMS go to a second simulator (`mms`), SMS to the harness's own.
+async fn start(tweak: impl FnOnce(&mut switchboard::config::Config)) -> (Harness, Sim) {
+    let mms = Sim::start(SimConfig {
+        receipt_delay_ms: 10,
+        ..SimConfig::default()
+    })
+    .await;
+    let url = format!("{}{SEND_MESSAGE_PATH}", mms.url());
+    let h = Harness::start(|cfg, _| {
+        cfg.content.mms.send_message_url = url;
+        tweak(cfg);
+    })
+    .await;
+    (h, mms)
+}
+
+async fn submit(h: &Harness, to: &str, text: &str, parts: &[Part]) -> String {
+    let body = json!({
+        "from": "im:alice@im.example.org",
+        "to": [to],
+        "text": text,
+        "parts": parts.iter().map(|p| serde_json::to_value(p).unwrap()).collect::<Vec<Value>>(),
+        "report_url": h.hooks.report_url(),
+    });
+    let (status, resp) = h.submit(body).await;
+    assert_eq!(status, 202, "{resp}");
+    resp["id"].as_str().unwrap().to_string()
+}
+
+async fn received_mms(sim: &Sim, id: &str) -> SimMms {
+    wait_for(
+        Duration::from_secs(10),
+        "the MMS to reach the simulator",
+        || {
+            let found = sim
+                .sim
+                .mms_messages()
+                .into_iter()
+                .find(|m| m.correlator.as_deref().is_some_and(|c| c.starts_with(id)));
+            async move { found }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_clean_image_goes_as_mms_with_smil_and_its_receipt_delivers() {
+    let (h, mms) = start(|_| {}).await;
+    let photo = image("photo.png", 5000);
+    let id = submit(
+        &h,
+        "sms:+8613800000090",
+        "Look at this",
+        std::slice::from_ref(&photo),
+    )
+    .await;
+
+    let got = received_mms(&mms, &id).await;
+    assert!(
+        got.content_type.starts_with("multipart/related"),
+        "{}",
+        got.content_type
+    );
+    assert_eq!(got.addresses, ["tel:+8613800000090"]);
+    let sender = got.sender_address.as_deref().unwrap_or("");
+    assert!(sender.starts_with("tel:10658000"), "{sender}");
+    let smil = got
+        .parts
+        .iter()
+        .find(|p| p.content_type == "application/smil")
+        .expect("a SMIL part");
+    let smil_text = String::from_utf8_lossy(&smil.bytes);
+    assert!(smil_text.contains("<img src=\"cid:part1\""), "{smil_text}");
+    let img = got
+        .parts
+        .iter()
+        .find(|p| p.content_type == "image/png")
+        .expect("the image part");
+    assert_eq!(img.bytes, photo.bytes);
+    assert_eq!(img.content_id.as_deref(), Some("part1"));
+    assert_eq!(img.name.as_deref(), Some("photo.png"));
+    assert!(
+        got.parts
+            .iter()
+            .any(|p| p.content_type == "text/plain" && p.bytes == b"Look at this"),
+        "the text part"
+    );
+
+    // notifyMessageDeliveryReceipt → delivered, reported to the origin like an SMS.
+    let m = h.wait_state(&id, 0, "delivered").await;
+    assert_eq!(m["reports"][0]["status"], "DeliveredToTerminal", "{m}");
+    assert_eq!(m["recipients"][0]["sms_parts"], Value::Null, "{m}");
+    h.hooks
+        .wait("reports", "the delivery report", |v| {
+            v["message_id"] == id.as_str() && v["state"] == "delivered"
+        })
+        .await;
+    assert!(
+        h.sim.sim.messages().is_empty(),
+        "the MMS also went as an SMS"
+    );
+
+    // Plain text to a phone is still an SMS; a non-media attachment does not make an MMS.
+    let pdf = Part {
+        content_type: "application/pdf".into(),
+        name: Some("a.pdf".into()),
+        bytes: b"%PDF-1.4".to_vec(),
+    };
+    let id = submit(&h, "sms:+8613800000091", "just text", &[pdf]).await;
+    let m = h.wait_state(&id, 0, "delivered").await;
+    assert_eq!(m["recipients"][0]["sms_parts"], 1, "{m}");
+    assert!(
+        h.sim
+            .sim
+            .messages()
+            .iter()
+            .any(|s| s.message == "just text")
+    );
+    assert_eq!(mms.sim.mms_messages().len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn over_the_size_limit_parts_are_dropped_with_a_note() {
+    let (h, mms) = start(|cfg| {
+        cfg.content.mms.max_bytes = 4096;
+        cfg.content.mms.oversize = Oversize::DropParts;
+    })
+    .await;
+    let big = image("big.png", 6000);
+    let small = image("small.png", 200);
+    let id = submit(
+        &h,
+        "sms:+8613800000092",
+        "Two photos",
+        &[big, small.clone()],
+    )
+    .await;
+    let got = received_mms(&mms, &id).await;
+    let images: Vec<_> = got
+        .parts
+        .iter()
+        .filter(|p| p.content_type == "image/png")
+        .collect();
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].bytes, small.bytes);
+    let text = got
+        .parts
+        .iter()
+        .find(|p| p.content_type == "text/plain")
+        .map(|p| String::from_utf8_lossy(&p.bytes).into_owned())
+        .unwrap();
+    assert!(text.starts_with("Two photos\n["), "{text}");
+    assert!(text.contains("big.png"), "{text}");
+    h.wait_state(&id, 0, "delivered").await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn over_the_size_limit_refuse_fails_with_a_report() {
+    let (h, mms) = start(|cfg| {
+        cfg.content.mms.max_bytes = 4096;
+        cfg.content.mms.oversize = Oversize::Refuse;
+    })
+    .await;
+    let id = submit(&h, "sms:+8613800000093", "Big", &[image("big.png", 6000)]).await;
+    let m = h.wait_state(&id, 0, "failed").await;
+    let err = m["recipients"][0]["last_error"].as_str().unwrap();
+    assert!(err.contains("message_too_large"), "{err}");
+    let report = h
+        .hooks
+        .wait("reports", "the failure report", |v| {
+            v["message_id"] == id.as_str()
+        })
+        .await;
+    assert_eq!(report["state"], "failed");
+    assert!(mms.sim.mms_messages().is_empty());
+    assert!(h.sim.sim.messages().is_empty());
+    h.stop().await;
+}
+
+#[test]
+fn mms_config_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.content.mms.send_message_url = "ftp://sdp".into();
+    cfg.content.mms.max_bytes = 10;
+    let errors = cfg.validate();
+    for key in ["content.mms.send_message_url:", "content.mms.max_bytes:"] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(key)),
+            "{key} {errors:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_text_over_the_sms_maximum_goes_as_mms_under_the_mms_policy() {
+    let (h, mms) = start(|cfg| {
+        cfg.content.sms.max_parts = 2;
+        cfg.content.sms.overflow = switchboard::content::sms::OverflowPolicy::Mms;
+    })
+    .await;
+    let long = "z".repeat(400);
+    let id = submit(&h, "sms:+8613800000094", &long, &[]).await;
+    let got = received_mms(&mms, &id).await;
+    assert!(
+        got.parts
+            .iter()
+            .any(|p| p.content_type == "text/plain" && p.bytes == long.as_bytes()),
+        "the whole text in the MMS"
+    );
+    h.wait_state(&id, 0, "delivered").await;
+    // Within the maximum it is an SMS.
+    let id = submit(&h, "sms:+8613800000095", &"y".repeat(300), &[]).await;
+    let m = h.wait_state(&id, 0, "delivered").await;
+    assert_eq!(m["recipients"][0]["sms_parts"], 2, "{m}");
+    assert_eq!(mms.sim.mms_messages().len(), 1);
+    h.stop().await;
+}
