@@ -977,3 +977,40 @@ async fn on_shutdown_idle_sessions_are_closed_and_a_message_in_progress_is_finis
     assert_eq!(count_rows(&db, "messages"), 1);
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn long_body_lines_are_refused_and_a_stalled_data_phase_times_out() {
+    let (h, smtp) = mail_gateway(|cfg, _| {
+        cfg.mail.max_line_bytes = 1000;
+        cfg.mail.data_timeout_secs = 1;
+    })
+    .await;
+    let (mut c, _) = Smtp::connect(smtp).await;
+    c.cmd("EHLO client.example.com").await;
+    let long = format!("Subject: wide\r\n\r\n{}", "w".repeat(2000));
+    let r = c
+        .mail("a@example.com", &["8613800000095@sms.example.org"], &long)
+        .await;
+    assert!(r.starts_with("554 5.6.0"), "{r}");
+    // The session goes on: a normal message right after is taken.
+    let r = c
+        .mail(
+            "a@example.com",
+            &["8613800000095@sms.example.org"],
+            "Subject: ok\r\n\r\nfine",
+        )
+        .await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    assert!(c.cmd("MAIL FROM:<a@example.com>").await.starts_with("250"));
+    assert!(
+        c.cmd("RCPT TO:<8613800000096@sms.example.org>")
+            .await
+            .starts_with("250")
+    );
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send("Subject: half\r\n\r\nand then nothing").await;
+    let r = c.reply().await;
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    assert_eq!(count_rows(&h.cfg.store.path, "messages"), 1);
+    h.stop().await;
+}
