@@ -769,6 +769,15 @@ async fn mail_reaches_im_users_and_groups_and_im_reaches_mail() {
         sms.message,
         "Photo: see attached [1 attachment(s) not sent by SMS]"
     );
+    // Marked multimedia, the attachment kept as a part.
+    assert_eq!(
+        count_where(
+            &h,
+            "SELECT COUNT(*) FROM messages WHERE json_extract(content, '$.mail.multimedia') = 1
+             AND json_array_length(content, '$.parts') = 1"
+        ),
+        1
+    );
 
     // IM → mail: the From is the IM user's mail form.
     let (status, body) = h
