@@ -13,6 +13,8 @@ command -v prosody >/dev/null 2>&1 || need_apt+=(prosody)
 # clamd for the virus-scanning tests (each test writes its own signatures and config and
 # starts clamd itself; no signature download).
 [ -x /usr/sbin/clamd ] || command -v clamd >/dev/null 2>&1 || need_apt+=(clamav-daemon clamav)
+# rspamd for the spam tests (started by the test with its own folders, offline).
+command -v rspamd >/dev/null 2>&1 || need_apt+=(rspamd)
 python3 -c 'import slixmpp' >/dev/null 2>&1 || python3 -m pip --version >/dev/null 2>&1 ||
   need_apt+=(python3-pip)
 # Postfix's smtp-sink and smtp-source for the mail tests: unpacked from the package, never

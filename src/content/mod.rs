@@ -1,12 +1,14 @@
 //! Content conversion: reshaping a message for the channel it goes to.
 //!
-//! The process stage first has every attachment scanned ([`scan`]), then asks [`shape_sms`]
+//! The process stage first has every attachment scanned ([`scan`]) and the message checked
+//! for spam ([`spam`]), then asks [`shape_sms`]
 //! how a text goes to a phone (encoding, parts, the overflow policy); the answer travels
 //! with the delivery and is recorded with its outcome.
 
 pub mod mms;
 pub mod scan;
 pub mod sms;
+pub mod spam;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +24,8 @@ pub struct ContentConfig {
     pub scan: scan::ScanConfig,
     /// Media to phones as MMS over Parlay X SendMessage (`[content.mms]`).
     pub mms: mms::MmsConfig,
+    /// Spam checks: built-in rules and rspamd (`[content.spam]`).
+    pub spam: spam::SpamConfig,
 }
 
 /// The `[content.sms]` section: long texts to phones.
@@ -62,6 +66,7 @@ impl ContentConfig {
         }
         e.extend(self.scan.validate());
         e.extend(self.mms.validate());
+        e.extend(self.spam.validate());
         e
     }
 }

@@ -601,8 +601,35 @@ async fn process_stage(
     txs: HashMap<Channel, mpsc::Sender<Delivery>>,
 ) {
     let scanner = crate::content::scan::Scanner::new(&ctx.cfg.content.scan);
-    while let Some(job) = rx.recv().await {
+    let spam = crate::content::spam::SpamCheck::new(&ctx.cfg.content.spam);
+    while let Some(mut job) = rx.recv().await {
         metrics::counter!("switchboard_stage_processed_total", "stage" => "process").increment(1);
+        // Spam checks: a refusal fails every recipient; a tag changes the text sent.
+        if let Some(spam) = &spam
+            && job.env.kind == Kind::Message
+        {
+            use crate::content::spam::Verdict;
+            let failure = match spam.check(&job.env).await {
+                Verdict::Pass => None,
+                Verdict::Tag(text) => {
+                    let mut tagged = (*job.env).clone();
+                    tagged.content.text = text;
+                    job.env = Arc::new(tagged);
+                    None
+                }
+                Verdict::Refuse(why) => Some(SinkError::Permanent(why)),
+                Verdict::Retry(why) => Some(SinkError::Transient(why)),
+            };
+            if let Some(err) = failure {
+                for &idx in &job.idxs {
+                    metrics::counter!("switchboard_messages_refused_total", "stage" => "process", "reason" => "spam")
+                        .increment(1);
+                    ctx.settle(&job.env, idx, Err(Settle::Sink(err.clone())))
+                        .await;
+                }
+                continue;
+            }
+        }
         let env = &job.env;
         // Attachments are scanned before any recipient is routed: one verdict for all.
         if let Some(scanner) = &scanner
