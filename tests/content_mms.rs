@@ -242,3 +242,94 @@ async fn a_text_over_the_sms_maximum_goes_as_mms_under_the_mms_policy() {
     assert_eq!(mms.sim.mms_messages().len(), 1);
     h.stop().await;
 }
+
+/// The Body's child element of a SOAP envelope, as a standalone document.
+fn body_child(envelope: &str) -> String {
+    let start = envelope.find("<soapenv:Body>").unwrap() + "<soapenv:Body>".len();
+    let end = envelope.rfind("</soapenv:Body>").unwrap();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n",
+        &envelope[start..end]
+    )
+}
+
+/// Validates `doc` with xmllint against `xsd` (relative to tests/data/parlayx).
+fn schema_valid(xsd: &str, doc: &str) -> Option<(bool, String)> {
+    let ready = std::process::Command::new("xmllint")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("xmllint not installed (apt-get install libxml2-utils) and CI=true");
+        }
+        eprintln!(
+            "\n!!!!!!!! SKIPPED: xmllint is missing (apt-get install libxml2-utils) !!!!!!!!\n"
+        );
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("doc.xml");
+    std::fs::write(&file, doc).unwrap();
+    let out = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/parlayx")
+                .join(xsd),
+        )
+        .arg(&file)
+        .output()
+        .unwrap();
+    Some((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+#[test]
+fn mms_soap_documents_are_schema_valid() {
+    use switchboard::connectors::sdp::parlayx::mms::*;
+    use switchboard::connectors::sdp::parlayx::{DeliveryStatus, ReceiptRequest};
+    const SEND: &str = "extracted/mms-v3_1/parlayx_mm_send_local_3_1.xsd";
+    const NOTIFY: &str = "extracted/mms-v3_1/parlayx_mm_notification_local_3_1.xsd";
+    let send = encode_send_message(&SendMessage {
+        addresses: vec!["tel:+8613800000001".into()],
+        sender_address: Some("tel:106580001".into()),
+        subject: Some("Photo <&> \u{4f60}\u{597d}".into()),
+        receipt_request: Some(ReceiptRequest {
+            endpoint: "http://127.0.0.1:8080/parlayx/MessageNotification".into(),
+            interface_name: "MessageNotification".into(),
+            correlator: "123.0".into(),
+        }),
+        header: None,
+    });
+    let receipt = encode_notify_message_delivery_receipt(&MessageReceipt {
+        correlator: "123.0".into(),
+        address: "tel:+8613800000001".into(),
+        status: DeliveryStatus::DeliveredToTerminal,
+    });
+    let docs = [
+        (SEND, body_child(&send)),
+        (SEND, body_child(&encode_send_message_response("mms-1"))),
+        (NOTIFY, body_child(&receipt)),
+        (
+            NOTIFY,
+            body_child(&encode_notify_message_delivery_receipt_response()),
+        ),
+    ];
+    for (xsd, doc) in docs {
+        let Some((ok, out)) = schema_valid(xsd, &doc) else {
+            return;
+        };
+        assert!(ok, "{doc}\n{out}");
+    }
+    // The validator is really applied: an unknown element is refused.
+    let bad = body_child(&send).replace("loc:subject", "loc:title");
+    let (ok, _) = schema_valid(SEND, &bad).unwrap();
+    assert!(!ok, "a sendMessage with <loc:title> passed validation");
+}
