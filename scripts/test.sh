@@ -52,4 +52,14 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # The suite builds in release mode: the crash, back-pressure and flow tests drive real
 # traffic, and an optimised gateway keeps the run short.
-cargo test --release --locked -- --test-threads=2
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --release --locked -- --test-threads=2 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line with the totals over every test binary (cargo prints one per binary,
+# the last being the doc tests).
+awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed;/) p += $(i-1); if ($i ~ /^failed;/) f += $(i-1); if ($i ~ /^ignored;/) s += $(i-1) } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
