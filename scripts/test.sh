@@ -62,4 +62,14 @@ set -e
 # the last being the doc tests).
 awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed;/) p += $(i-1); if ($i ~ /^failed;/) f += $(i-1); if ($i ~ /^ignored;/) s += $(i-1) } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+[ "$status" -eq 0 ] || exit "$status"
+
+# Fuzz targets for the parsers of network input (fuzz/): cargo-fuzz on the stable toolchain
+# (RUSTC_BOOTSTRAP=1, no sanitizer), each target for a short bounded time over its seeds.
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install -q --locked cargo-fuzz --version 0.13.2
+for target in parlayx_soap mms_related clamd_reply; do
+  mkdir -p "fuzz/corpus/$target"
+  RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none -O "$target" \
+    "fuzz/corpus/$target" "fuzz/seeds/$target" -- -max_total_time=20 -timeout=5
+done
 exit "$status"
