@@ -1,9 +1,9 @@
 //! Content conversion: reshaping a message for the channel it goes to.
 //!
 //! The process stage first has every attachment scanned ([`scan`]) and the message checked
-//! for spam ([`spam`]), then asks [`shape_sms`]
-//! how a text goes to a phone (encoding, parts, the overflow policy); the answer travels
-//! with the delivery and is recorded with its outcome.
+//! for spam ([`spam`]); then, for phones, media go as one MMS ([`mms`]) and text is shaped
+//! by [`shape_sms`] (encoding, parts, the overflow policy). The shape travels with the
+//! delivery and is recorded with its outcome.
 
 pub mod mms;
 pub mod scan;

@@ -604,6 +604,31 @@ async fn process_stage(
     let spam = crate::content::spam::SpamCheck::new(&ctx.cfg.content.spam);
     while let Some(mut job) = rx.recv().await {
         metrics::counter!("switchboard_stage_processed_total", "stage" => "process").increment(1);
+        // Attachments are scanned before any recipient is routed: one verdict for all.
+        if let Some(scanner) = &scanner
+            && job.env.kind == Kind::Message
+        {
+            let env = &job.env;
+            use crate::content::scan::Decision;
+            let failure = match scanner.check(env).await {
+                Decision::Pass => None,
+                Decision::Refuse(why) => Some(SinkError::Permanent(why)),
+                Decision::Retry(why) => Some(SinkError::Transient(why)),
+            };
+            if let Some(err) = failure {
+                let reason = if err.is_transient() {
+                    "scanner_unavailable"
+                } else {
+                    "virus_found"
+                };
+                for &idx in &job.idxs {
+                    metrics::counter!("switchboard_messages_refused_total", "stage" => "process", "reason" => reason)
+                        .increment(1);
+                    ctx.settle(env, idx, Err(Settle::Sink(err.clone()))).await;
+                }
+                continue;
+            }
+        }
         // Spam checks: a refusal fails every recipient; a tag changes the text sent.
         if let Some(spam) = &spam
             && job.env.kind == Kind::Message
@@ -631,30 +656,6 @@ async fn process_stage(
             }
         }
         let env = &job.env;
-        // Attachments are scanned before any recipient is routed: one verdict for all.
-        if let Some(scanner) = &scanner
-            && env.kind == Kind::Message
-        {
-            use crate::content::scan::Decision;
-            let failure = match scanner.check(env).await {
-                Decision::Pass => None,
-                Decision::Refuse(why) => Some(SinkError::Permanent(why)),
-                Decision::Retry(why) => Some(SinkError::Transient(why)),
-            };
-            if let Some(err) = failure {
-                let reason = if err.is_transient() {
-                    "scanner_unavailable"
-                } else {
-                    "virus_found"
-                };
-                for &idx in &job.idxs {
-                    metrics::counter!("switchboard_messages_refused_total", "stage" => "process", "reason" => reason)
-                        .increment(1);
-                    ctx.settle(env, idx, Err(Settle::Sink(err.clone()))).await;
-                }
-                continue;
-            }
-        }
         // The SMS shape depends only on the text: worked out once for all phone recipients.
         let mut sms_shape: Option<Result<Arc<crate::content::SmsShape>, String>> = None;
         // Media for phones go as one MMS when the SDP's MMS interface is configured.
