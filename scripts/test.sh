@@ -58,11 +58,14 @@ set +e
 cargo test --release --locked -- --test-threads=2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-# One closing line with the totals over every test binary (cargo prints one per binary,
-# the last being the doc tests).
-awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed;/) p += $(i-1); if ($i ~ /^failed;/) f += $(i-1); if ($i ~ /^ignored;/) s += $(i-1) } }
-     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
-[ "$status" -eq 0 ] || exit "$status"
+# The totals over every test binary (cargo prints one line per binary, the last being the
+# doc tests); printed again as the very last line, after the fuzz runs.
+summary="$(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed;/) p += $(i-1); if ($i ~ /^failed;/) f += $(i-1); if ($i ~ /^ignored;/) s += $(i-1) } }
+     END { printf "tests: %d passed, %d failed, %d skipped", p, f, s }' "$log")"
+if [ "$status" -ne 0 ]; then
+  echo "$summary"
+  exit "$status"
+fi
 
 # Fuzz targets for the parsers of network input (fuzz/): cargo-fuzz on the stable toolchain
 # (RUSTC_BOOTSTRAP=1, no sanitizer), each target for a short bounded time over its seeds.
@@ -72,4 +75,5 @@ for target in parlayx_soap mms_related clamd_reply; do
   RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none -O "$target" \
     "fuzz/corpus/$target" "fuzz/seeds/$target" -- -max_total_time=20 -timeout=5
 done
-exit "$status"
+echo "fuzz: parlayx_soap, mms_related and clamd_reply ran clean"
+echo "$summary"
