@@ -59,7 +59,7 @@ cargo test --release --locked -- --test-threads=2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # The totals over every test binary (cargo prints one line per binary, the last being the
-# doc tests); printed again as the very last line, after the fuzz runs.
+# doc tests); printed as the very last line, after the fuzz runs.
 summary="$(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed;/) p += $(i-1); if ($i ~ /^failed;/) f += $(i-1); if ($i ~ /^ignored;/) s += $(i-1) } }
      END { printf "tests: %d passed, %d failed, %d skipped", p, f, s }' "$log")"
 if [ "$status" -ne 0 ]; then
