@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use super::parlayx::mms::{SendMessage, decode_send_message_response, encode_send_message};
-use super::parlayx::{self, ReceiptRequest, RequestHeader, SoapError};
-use super::{MAX_RESPONSE, classify_fault};
+use super::parlayx::{self, ReceiptRequest, RequestHeader};
+use super::{classify_answer, post_soap};
 use crate::config::SdpConfig;
-use crate::connectors::{Sent, SinkError, classify_reqwest};
+use crate::connectors::{Sent, SinkError};
 use crate::content::mms::{MmsPlan, build_related};
 
 /// Where the SDP posts MMS notifications (`receiptRequest` endpoint of `sendMessage`).
@@ -93,57 +93,7 @@ impl MmsClient {
     }
 
     async fn post(&self, content_type: String, body: Vec<u8>) -> Result<Sent, SinkError> {
-        let mut resp = self
-            .client
-            .post(&self.url)
-            .header(http::header::CONTENT_TYPE, content_type)
-            .header("SOAPAction", "\"\"")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| classify_reqwest(&e))?;
-        let status = resp.status();
-        let mut buf = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| classify_reqwest(&e))? {
-            if buf.len() + chunk.len() > MAX_RESPONSE {
-                return Err(SinkError::Transient(format!(
-                    "SDP response larger than {MAX_RESPONSE} bytes"
-                )));
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        classify(status, &buf)
-    }
-}
-
-fn classify(status: http::StatusCode, body: &[u8]) -> Result<Sent, SinkError> {
-    if status.is_success() {
-        return match decode_send_message_response(body) {
-            Ok(id) => Ok(Sent {
-                remote_id: Some(id),
-                final_word: false,
-            }),
-            Err(SoapError::Fault(f)) => Err(classify_fault(&f)),
-            Err(e) => Err(SinkError::Transient(format!(
-                "unreadable sendMessage response: {e}"
-            ))),
-        };
-    }
-    match parlayx::decode_fault(body) {
-        Ok(f) => Err(classify_fault(&f)),
-        Err(_)
-            if status.is_server_error()
-                || status == http::StatusCode::TOO_MANY_REQUESTS
-                || status == http::StatusCode::REQUEST_TIMEOUT =>
-        {
-            Err(SinkError::Transient(format!(
-                "SDP answered HTTP {}",
-                status.as_u16()
-            )))
-        }
-        Err(_) => Err(SinkError::Permanent(format!(
-            "SDP answered HTTP {}",
-            status.as_u16()
-        ))),
+        let (status, answer) = post_soap(&self.client, &self.url, &content_type, body).await?;
+        classify_answer(status, &answer, "sendMessage", decode_send_message_response)
     }
 }

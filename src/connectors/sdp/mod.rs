@@ -96,62 +96,81 @@ impl SdpClient {
     }
 
     async fn post(&self, body: String) -> Result<Sent, SinkError> {
-        let mut resp = self
-            .client
-            .post(&self.cfg.send_sms_url)
-            .header(http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-            .header("SOAPAction", "\"\"")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| classify_reqwest(&e))?;
-        let status = resp.status();
-        let mut buf = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| classify_reqwest(&e))? {
-            if buf.len() + chunk.len() > MAX_RESPONSE {
-                return Err(SinkError::Transient(format!(
-                    "SDP response larger than {MAX_RESPONSE} bytes"
-                )));
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        classify_response(status, &buf)
+        let (status, answer) = post_soap(
+            &self.client,
+            &self.cfg.send_sms_url,
+            "text/xml; charset=utf-8",
+            body,
+        )
+        .await?;
+        classify_response(status, &answer)
     }
 }
 
-/// Turns an SDP HTTP response into a result (see the module doc for the rules).
+/// POSTs one SOAP request to the SDP and reads its answer, at most `MAX_RESPONSE` bytes.
+pub(crate) async fn post_soap(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> Result<(http::StatusCode, Vec<u8>), SinkError> {
+    let mut resp = client
+        .post(url)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header("SOAPAction", "\"\"")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| classify_reqwest(&e))?;
+    let status = resp.status();
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| classify_reqwest(&e))? {
+        if buf.len() + chunk.len() > MAX_RESPONSE {
+            return Err(SinkError::Transient(format!(
+                "SDP response larger than {MAX_RESPONSE} bytes"
+            )));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((status, buf))
+}
+
+/// Turns an SDP `sendSms` answer into a result (see the module doc for the rules).
 pub fn classify_response(status: http::StatusCode, body: &[u8]) -> Result<Sent, SinkError> {
+    classify_answer(status, body, "sendSms", parlayx::decode_send_sms_response)
+}
+
+/// Turns an SDP answer into a result; `decode` reads the operation's response and gives the
+/// SDP's id for the request.
+pub(crate) fn classify_answer(
+    status: http::StatusCode,
+    body: &[u8],
+    operation: &str,
+    decode: impl FnOnce(&[u8]) -> Result<String, SoapError>,
+) -> Result<Sent, SinkError> {
     if status.is_success() {
-        return match parlayx::decode_send_sms_response(body) {
+        return match decode(body) {
             Ok(id) => Ok(Sent {
                 remote_id: Some(id),
                 final_word: false,
             }),
             Err(SoapError::Fault(f)) => Err(classify_fault(&f)),
             Err(e) => Err(SinkError::Transient(format!(
-                "unreadable sendSms response: {e}"
+                "unreadable {operation} response: {e}"
             ))),
         };
     }
+    let answered = || format!("SDP answered HTTP {}", status.as_u16());
     match parlayx::decode_fault(body) {
         Ok(f) => Err(classify_fault(&f)),
-        Err(_) if status.is_server_error() => Err(SinkError::Transient(format!(
-            "SDP answered HTTP {}",
-            status.as_u16()
-        ))),
         Err(_)
-            if status == http::StatusCode::TOO_MANY_REQUESTS
+            if status.is_server_error()
+                || status == http::StatusCode::TOO_MANY_REQUESTS
                 || status == http::StatusCode::REQUEST_TIMEOUT =>
         {
-            Err(SinkError::Transient(format!(
-                "SDP answered HTTP {}",
-                status.as_u16()
-            )))
+            Err(SinkError::Transient(answered()))
         }
-        Err(_) => Err(SinkError::Permanent(format!(
-            "SDP answered HTTP {}",
-            status.as_u16()
-        ))),
+        Err(_) => Err(SinkError::Permanent(answered())),
     }
 }
 
