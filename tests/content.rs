@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::{Value, json};
 use switchboard::content::sms::OverflowPolicy;
@@ -16,28 +14,12 @@ async fn submit(h: &Harness, text: &str) -> String {
         "text": text,
         "report_url": h.hooks.report_url(),
     });
-    let (status, resp) = h.submit(body).await;
-    assert_eq!(status, 202, "{resp}");
-    resp["id"].as_str().unwrap().to_string()
+    h.submit_ok(body).await
 }
 
 /// The text the simulator received for message `id`.
 async fn sim_text(h: &Harness, id: &str) -> String {
-    wait_for(
-        Duration::from_secs(10),
-        "the SMS to reach the simulator",
-        || {
-            let found = h
-                .sim
-                .sim
-                .messages()
-                .into_iter()
-                .find(|m| m.correlator.as_deref().is_some_and(|c| c.starts_with(id)))
-                .map(|m| m.message);
-            async move { found }
-        },
-    )
-    .await
+    h.sent_sms(id).await.message
 }
 
 /// Sends `text`, waits for it to be sent, checks what the SDP got and what is recorded.

@@ -14,37 +14,13 @@ fn sms(to: &str, text: &str) -> Value {
     json!({"from": "im:alice@im.example.org", "to": [to], "text": text})
 }
 
-async fn submit_ok(h: &Harness, body: Value) -> String {
-    let (status, resp) = h.submit(body).await;
-    assert_eq!(status, 202, "{resp}");
-    resp["id"].as_str().unwrap().to_string()
-}
-
-/// The sim's copy of the SMS whose correlator belongs to message `id`.
-async fn sim_message(h: &Harness, id: &str) -> switchboard::sim::SimMessage {
-    wait_for(
-        Duration::from_secs(10),
-        "the SMS to reach the simulator",
-        || {
-            let found = h
-                .sim
-                .sim
-                .messages()
-                .into_iter()
-                .find(|m| m.correlator.as_deref().is_some_and(|c| c.starts_with(id)));
-            async move { found }
-        },
-    )
-    .await
-}
-
 #[tokio::test]
 async fn im_to_sms_is_delivered_and_reported_to_the_origin() {
     let h = Harness::start(|_, _| {}).await;
     let mut body = sms("sms:+8613800000000", "Dinner at 8? <ok> & \"bring wine\"");
     body["client_ref"] = json!("conv-17");
     body["report_url"] = json!(h.hooks.report_url());
-    let id = submit_ok(&h, body).await;
+    let id = h.submit_ok(body).await;
 
     let m = h.wait_state(&id, 0, "delivered").await;
     assert_eq!(m["from"], "im:alice@im.example.org");
@@ -53,7 +29,7 @@ async fn im_to_sms_is_delivered_and_reported_to_the_origin() {
     assert_eq!(m["reports"][0]["status"], "DeliveredToTerminal");
     assert_eq!(m["reports"][0]["state"], "delivered");
 
-    let sent = sim_message(&h, &id).await;
+    let sent = h.sent_sms(&id).await;
     assert_eq!(sent.message, "Dinner at 8? <ok> & \"bring wine\"");
     assert_eq!(sent.addresses, vec!["tel:+8613800000000".to_string()]);
     let sender = sent.sender_name.expect("a sender sub-address");
@@ -100,15 +76,17 @@ async fn im_to_sms_is_delivered_and_reported_to_the_origin() {
 #[tokio::test]
 async fn a_reply_from_the_phone_reaches_the_conversation_party() {
     let h = Harness::start(|_, _| {}).await;
-    let id = submit_ok(&h, sms("sms:+8613800000001", "are you coming?")).await;
+    let id = h
+        .submit_ok(sms("sms:+8613800000001", "are you coming?"))
+        .await;
     h.wait_state(&id, 0, "delivered").await;
-    let sender = sim_message(&h, &id).await.sender_name.unwrap();
+    let sender = h.sent_sms(&id).await.sender_name.unwrap();
 
     // Another party gets another sub-address.
     let mut other = sms("sms:+8613800000001", "hello from carol");
     other["from"] = json!("im:carol@im.example.org");
-    let id2 = submit_ok(&h, other).await;
-    let sender2 = sim_message(&h, &id2).await.sender_name.unwrap();
+    let id2 = h.submit_ok(other).await;
+    let sender2 = h.sent_sms(&id2).await.sender_name.unwrap();
     assert_ne!(sender, sender2);
 
     assert_eq!(h.sim.mo("+8613800000001", &sender, "yes, at 8").await, 200);
@@ -238,7 +216,10 @@ async fn transient_sdp_errors_are_retried_until_it_recovers() {
     let h = Harness::start(|_, sim| sim.transient_error_rate = 1.0).await;
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(submit_ok(&h, sms(&format!("sms:+86138000010{i:02}"), "retry me")).await);
+        ids.push(
+            h.submit_ok(sms(&format!("sms:+86138000010{i:02}"), "retry me"))
+                .await,
+        );
     }
     // Every message has been refused at least once (503) before the SDP recovers.
     wait_for(Duration::from_secs(10), "20 refusals", || {
@@ -267,7 +248,7 @@ async fn a_permanent_fault_fails_at_once_and_reports() {
     let h = Harness::start(|_, sim| sim.permanent_fault_rate = 1.0).await;
     let mut body = sms("sms:+8613800000005", "never");
     body["report_url"] = json!(h.hooks.report_url());
-    let id = submit_ok(&h, body).await;
+    let id = h.submit_ok(body).await;
     let m = h.wait_state(&id, 0, "failed").await;
     assert_eq!(m["recipients"][0]["attempts"], 1, "{m}");
     let err = m["recipients"][0]["last_error"].as_str().unwrap();
@@ -287,7 +268,7 @@ async fn a_permanent_fault_fails_at_once_and_reports() {
     // No retry: a message sent after the SDP is healthy again goes through, and the failed
     // one was tried exactly once.
     h.sim.control(json!({"permanent_fault_rate": 0.0})).await;
-    let id2 = submit_ok(&h, sms("sms:+8613800000006", "fine")).await;
+    let id2 = h.submit_ok(sms("sms:+8613800000006", "fine")).await;
     h.wait_state(&id2, 0, "delivered").await;
     assert_eq!(h.sim.sim.stats().permanent_faults, 1);
     let m = h.message(&id).await;
@@ -301,7 +282,7 @@ async fn delivery_impossible_fails_the_recipient() {
     let h = Harness::start(|_, sim| sim.impossible_rate = 1.0).await;
     let mut body = sms("sms:+8613800000007", "switched off");
     body["report_url"] = json!(h.hooks.report_url());
-    let id = submit_ok(&h, body).await;
+    let id = h.submit_ok(body).await;
     let m = h.wait_state(&id, 0, "failed").await;
     assert_eq!(m["reports"][0]["status"], "DeliveryImpossible");
     let report = h
@@ -318,7 +299,7 @@ async fn intermediate_and_uncertain_receipts_map_to_sent() {
     let h = Harness::start(|_, sim| sim.send_receipts = false).await;
     let mut body = sms("sms:+8613800000008", "status walk");
     body["report_url"] = json!(h.hooks.report_url());
-    let id = submit_ok(&h, body).await;
+    let id = h.submit_ok(body).await;
     h.wait_state(&id, 0, "sent").await;
     let correlator = format!("{id}0000");
     let receipt = |status| {
@@ -371,9 +352,9 @@ async fn the_china_operator_header_is_sent_when_configured() {
         });
     })
     .await;
-    let id = submit_ok(&h, sms("sms:+8613800000009", "with header")).await;
+    let id = h.submit_ok(sms("sms:+8613800000009", "with header")).await;
     h.wait_state(&id, 0, "delivered").await;
-    assert_eq!(sim_message(&h, &id).await.sp_id.as_deref(), Some("000201"));
+    assert_eq!(h.sent_sms(&id).await.sp_id.as_deref(), Some("000201"));
     h.stop().await;
 }
 

@@ -298,6 +298,31 @@ impl Harness {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST /v1/messages` that must be accepted; returns the message id.
+    pub async fn submit_ok(&self, body: Value) -> String {
+        let (status, resp) = self.submit(body).await;
+        assert_eq!(status, 202, "{resp}");
+        resp["id"].as_str().unwrap().to_string()
+    }
+
+    /// The simulator's copy of the SMS sent for message `id` (waits for it).
+    pub async fn sent_sms(&self, id: &str) -> switchboard::sim::SimMessage {
+        wait_for(
+            Duration::from_secs(10),
+            "the SMS to reach the simulator",
+            || {
+                let found = self
+                    .sim
+                    .sim
+                    .messages()
+                    .into_iter()
+                    .find(|m| m.correlator.as_deref().is_some_and(|c| c.starts_with(id)));
+                async move { found }
+            },
+        )
+        .await
+    }
+
     /// `GET /v1/messages/{id}`.
     pub async fn message(&self, id: &str) -> Value {
         let r = self
