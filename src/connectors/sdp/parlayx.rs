@@ -1080,14 +1080,8 @@ pub fn decode_send_sms(xml: &[u8]) -> Result<SendSms, SoapError> {
     decode_send_sms_versioned(xml).map(|(_, s)| s)
 }
 
-/// Like [`decode_send_sms`], also returning the version of the operation's
-/// namespace (`None` when it is neither v2_1 nor v2_2).
-pub fn decode_send_sms_versioned(xml: &[u8]) -> Result<(Option<Version>, SendSms), SoapError> {
-    let env = Envelope::parse(xml)?;
-    let op = env.body_child()?;
-    if op.name != "sendSms" {
-        return Err(SoapError::UnexpectedBody(truncate(&op.name, 80)));
-    }
+/// The `addresses` of a send operation (at least one).
+fn read_addresses(op: &Elem) -> Result<Vec<String>, SoapError> {
     let addresses: Vec<String> = op
         .children_named("addresses")
         .map(|a| a.text.trim().to_owned())
@@ -1095,20 +1089,25 @@ pub fn decode_send_sms_versioned(xml: &[u8]) -> Result<(Option<Version>, SendSms
     if addresses.is_empty() {
         return Err(SoapError::MissingElement("addresses"));
     }
-    let message = op
-        .child("message")
-        .map(|m| m.text.clone())
-        .ok_or(SoapError::MissingElement("message"))?;
-    let receipt_request = match op.child("receiptRequest") {
-        Some(r) => Some(ReceiptRequest {
-            endpoint: r.req_text("endpoint")?,
-            interface_name: r.child_text("interfaceName").unwrap_or_default(),
-            correlator: r.req_text("correlator")?,
-        }),
-        None => None,
-    };
-    let header = env
-        .header()
+    Ok(addresses)
+}
+
+/// A send operation's `receiptRequest`, if it has one.
+fn read_receipt_request(op: &Elem) -> Result<Option<ReceiptRequest>, SoapError> {
+    op.child("receiptRequest")
+        .map(|r| {
+            Ok(ReceiptRequest {
+                endpoint: r.req_text("endpoint")?,
+                interface_name: r.child_text("interfaceName").unwrap_or_default(),
+                correlator: r.req_text("correlator")?,
+            })
+        })
+        .transpose()
+}
+
+/// The `RequestSOAPHeader`, if present; read leniently (a missing child is empty).
+fn read_request_header(env: &Envelope) -> Option<RequestHeader> {
+    env.header()
         .and_then(|h| h.child("RequestSOAPHeader"))
         .map(|h| RequestHeader {
             sp_id: h.child_text("spId").unwrap_or_default(),
@@ -1117,7 +1116,24 @@ pub fn decode_send_sms_versioned(xml: &[u8]) -> Result<(Option<Version>, SendSms
             timestamp: h.child_text("timeStamp").unwrap_or_default(),
             oa: h.child_text("OA").unwrap_or_default(),
             fa: h.child_text("FA").unwrap_or_default(),
-        });
+        })
+}
+
+/// Like [`decode_send_sms`], also returning the version of the operation's
+/// namespace (`None` when it is neither v2_1 nor v2_2).
+pub fn decode_send_sms_versioned(xml: &[u8]) -> Result<(Option<Version>, SendSms), SoapError> {
+    let env = Envelope::parse(xml)?;
+    let op = env.body_child()?;
+    if op.name != "sendSms" {
+        return Err(SoapError::UnexpectedBody(truncate(&op.name, 80)));
+    }
+    let addresses = read_addresses(op)?;
+    let message = op
+        .child("message")
+        .map(|m| m.text.clone())
+        .ok_or(SoapError::MissingElement("message"))?;
+    let receipt_request = read_receipt_request(op)?;
+    let header = read_request_header(&env);
     Ok((
         local_version(op),
         SendSms {

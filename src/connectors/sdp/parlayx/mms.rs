@@ -7,8 +7,8 @@
 //! in the local namespace. Decoders share the SMS codec's parser (no DOCTYPE, bounded depth).
 
 use super::{
-    ENVELOPE_CLOSE, Envelope, ReceiptRequest, RequestHeader, SoapError, push_elem, start_envelope,
-    truncate, write_request_header,
+    ENVELOPE_CLOSE, Envelope, ReceiptRequest, RequestHeader, SoapError, push_elem, read_addresses,
+    read_receipt_request, read_request_header, start_envelope, truncate, write_request_header,
 };
 use crate::connectors::sdp::parlayx::DeliveryStatus;
 
@@ -81,32 +81,9 @@ pub fn decode_send_message(xml: &[u8]) -> Result<SendMessage, SoapError> {
     if op.name != "sendMessage" {
         return Err(SoapError::UnexpectedBody(truncate(&op.name, 80)));
     }
-    let addresses: Vec<String> = op
-        .children_named("addresses")
-        .map(|a| a.text.trim().to_owned())
-        .collect();
-    if addresses.is_empty() {
-        return Err(SoapError::MissingElement("addresses"));
-    }
-    let receipt_request = match op.child("receiptRequest") {
-        Some(r) => Some(ReceiptRequest {
-            endpoint: r.req_text("endpoint")?,
-            interface_name: r.child_text("interfaceName").unwrap_or_default(),
-            correlator: r.req_text("correlator")?,
-        }),
-        None => None,
-    };
-    let header = env
-        .header()
-        .and_then(|h| h.child("RequestSOAPHeader"))
-        .map(|h| RequestHeader {
-            sp_id: h.child_text("spId").unwrap_or_default(),
-            sp_password: h.child_text("spPassword").unwrap_or_default(),
-            service_id: h.child_text("serviceId").unwrap_or_default(),
-            timestamp: h.child_text("timeStamp").unwrap_or_default(),
-            oa: h.child_text("OA").unwrap_or_default(),
-            fa: h.child_text("FA").unwrap_or_default(),
-        });
+    let addresses = read_addresses(op)?;
+    let receipt_request = read_receipt_request(op)?;
+    let header = read_request_header(&env);
     Ok(SendMessage {
         addresses,
         sender_address: op.child_text("senderAddress"),
