@@ -84,10 +84,17 @@ pub async fn run(
         if cfg.sdp.send_sms_url.is_empty() {
             cfg.sdp.send_sms_url = format!("http://{sim_addr}{}", crate::sim::SEND_SMS_PATH);
         }
+        if cfg.content.mms.receive_message_url.is_empty() {
+            cfg.content.mms.receive_message_url =
+                format!("http://{sim_addr}{}", crate::sim::RECEIVE_MESSAGE_PATH);
+        }
         let mut sim_cfg = cfg.simulator.sim.clone();
         sim_cfg
             .notify_url
             .get_or_insert_with(|| notify_endpoint.clone());
+        sim_cfg.mms_notify_url.get_or_insert_with(|| {
+            format!("{public}{}", crate::connectors::sdp::mms::MMS_NOTIFY_PATH)
+        });
         tracing::info!(listen = %sim_addr, "built-in SDP simulator running");
         let stop = aux_stop.clone();
         aux.spawn(async move {
@@ -115,7 +122,14 @@ pub async fn run(
         );
     }
 
-    let xmpp = cfg.xmpp.as_ref().map(XmppSink::new);
+    let media = Arc::new(crate::content::media::MediaLinks::new(
+        &cfg.content.media,
+        &public,
+    ));
+    let xmpp = cfg
+        .xmpp
+        .as_ref()
+        .map(|x| XmppSink::new(x, Some(media.clone())));
     let sinks = Sinks {
         sms: (!cfg.sdp.send_sms_url.is_empty())
             .then(|| SdpClient::new(cfg.sdp.clone(), notify_endpoint.clone())),
@@ -197,6 +211,14 @@ pub async fn run(
         metrics,
         shutdown: shutdown.clone(),
         ready,
+        mms_receive: (!cfg.content.mms.receive_message_url.is_empty()).then(|| {
+            crate::connectors::sdp::mms::ReceiveClient::new(
+                cfg.content.mms.receive_message_url.clone(),
+                cfg.sdp.clone(),
+                cfg.content.mms.max_receive_bytes,
+            )
+        }),
+        media,
     });
     let app = crate::http::router(state);
     tracing::info!(listen = %http_addr, sdp = %cfg.sdp.send_sms_url, "switchboard running");

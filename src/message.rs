@@ -199,6 +199,9 @@ pub struct ReportBody {
 pub struct Content {
     #[serde(default)]
     pub text: String,
+    /// A subject line, where the origin gave one apart from the text (a received MMS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<Part>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use crate::connectors::sdp::parlayx::{self, DeliveryStatus, Fault, Version};
 
 mod mms;
-pub use mms::{SEND_MESSAGE_PATH, SimMms, SimMmsPart};
+pub use mms::{MmsMoRequest, RECEIVE_MESSAGE_PATH, SEND_MESSAGE_PATH, SimMms, SimMmsPart};
 
 /// Receipt POSTs in flight at most.
 pub const RECEIPT_CONCURRENCY: usize = 64;
@@ -80,6 +80,8 @@ pub struct SimConfig {
     pub send_receipts: bool,
     /// The gateway's SmsNotification endpoint for MO (notifySmsReception).
     pub notify_url: Option<String>,
+    /// The gateway's MessageNotification endpoint for MO MMS (notifyMessageReception).
+    pub mms_notify_url: Option<String>,
     /// Parlay X version of the documents the simulator sends.
     pub version: Version,
     /// How many recent messages GET /sim/messages keeps.
@@ -96,6 +98,7 @@ impl Default for SimConfig {
             impossible_rate: 0.0,
             send_receipts: true,
             notify_url: None,
+            mms_notify_url: None,
             version: Version::V2_2,
             keep_messages: 10_000,
         }
@@ -144,6 +147,9 @@ impl SimConfig {
             self.permanent_fault_rate,
         );
         check_rate(&mut errors, "impossible_rate", self.impossible_rate);
+        if let Some(url) = &self.mms_notify_url {
+            check_url(&mut errors, "mms_notify_url", url);
+        }
         if let Some(url) = &self.notify_url {
             check_url(&mut errors, "notify_url", url);
         }
@@ -356,6 +362,9 @@ pub struct Simulator {
     probes: Mutex<Probes>,
     messages: Mutex<VecDeque<SimMessage>>,
     mms: Mutex<VecDeque<SimMms>>,
+    /// Received MMS waiting to be fetched with getMessage, oldest first (bounded by
+    /// `keep_messages`).
+    mms_inbox: Mutex<VecDeque<mms::Stored>>,
     stall: watch::Sender<bool>,
     client: reqwest::Client,
     receipts_tx: mpsc::UnboundedSender<ReceiptJob>,
@@ -420,6 +429,7 @@ impl Simulator {
             probes: Mutex::new(Probes::default()),
             messages: Mutex::new(VecDeque::new()),
             mms: Mutex::new(VecDeque::new()),
+            mms_inbox: Mutex::new(VecDeque::new()),
             stall,
             client,
             receipts_tx: tx,
@@ -887,6 +897,8 @@ pub fn router(state: Arc<Simulator>) -> Router {
         .route("/sim/control", post(control))
         .route("/sim/reset", post(reset))
         .route("/sim/mo", post(mo))
+        .route("/sim/mo-mms", post(mms::mo))
+        .route(RECEIVE_MESSAGE_PATH, post(mms::get_message))
         .with_state(state)
 }
 

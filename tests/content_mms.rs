@@ -313,7 +313,36 @@ fn mms_soap_documents_are_schema_valid() {
         address: "tel:+8613800000001".into(),
         status: DeliveryStatus::DeliveredToTerminal,
     });
+    const RECEIVE: &str = "extracted/mms-v3_1/parlayx_mm_receive_local_3_1.xsd";
+    let reception = encode_notify_message_reception(&MessageReception {
+        correlator: "mo-1".into(),
+        message: MessageReference {
+            message_identifier: Some("mm-1".into()),
+            activation_number: "tel:10658000".into(),
+            sender_address: "tel:+8613800000001".into(),
+            subject: Some("Photo <&>".into()),
+            priority: "Normal".into(),
+            message: Some("hello \u{4f60}\u{597d}".into()),
+            date_time: Some("2026-11-21T10:00:00+08:00".into()),
+        },
+    });
+    let bare = encode_notify_message_reception(&MessageReception {
+        correlator: "mo-2".into(),
+        message: MessageReference {
+            activation_number: "tel:10658000".into(),
+            sender_address: "tel:+8613800000001".into(),
+            ..MessageReference::default()
+        },
+    });
     let docs = [
+        (NOTIFY, body_child(&reception)),
+        (NOTIFY, body_child(&bare)),
+        (
+            NOTIFY,
+            body_child(&encode_notify_message_reception_response()),
+        ),
+        (RECEIVE, body_child(&encode_get_message("mm-1", None))),
+        (RECEIVE, body_child(&encode_get_message_response())),
         (SEND, body_child(&send)),
         (SEND, body_child(&encode_send_message_response("mms-1"))),
         (NOTIFY, body_child(&receipt)),

@@ -290,7 +290,71 @@ async fn a_mail_with_eicar_to_a_phone_is_refused_reported_and_quarantined() {
             .await
             .contains("switchboard_scan_total{outcome=\"infected\"}")
     );
+
+    // The other direction: an MMS from a phone carrying EICAR, for an IM user, is scanned
+    // too; it fails with the signature, is kept in quarantine and never reaches the user.
+    let before = files(quarantine.path()).len();
+    let (status, resp) = h
+        .sim
+        .mo_mms(&switchboard::sim::MmsMoRequest {
+            from: "+8613800000063".into(),
+            to: "10658000".into(),
+            subject: None,
+            text: "alice@im.example.org have a look".into(),
+            parts: vec![
+                Part {
+                    content_type: "image/png".into(),
+                    name: Some("ok.png".into()),
+                    bytes: b"\x89PNG clean".to_vec(),
+                },
+                Part {
+                    content_type: "application/octet-stream".into(),
+                    name: Some("game.com".into()),
+                    bytes: EICAR.to_vec(),
+                },
+            ],
+            inline: false,
+            notify_url: None,
+        })
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let err = wait_for(
+        Duration::from_secs(15),
+        "the MO MMS to fail the scan",
+        || {
+            let row = im_recipient(&h, "im:alice@im.example.org");
+            async move { row.filter(|(state, _)| state == "failed").map(|(_, e)| e) }
+        },
+    )
+    .await;
+    assert!(
+        err.as_deref().is_some_and(|e| e.contains("Test.EICAR")),
+        "{err:?}"
+    );
+    assert!(
+        files(quarantine.path()).len() > before,
+        "nothing new in quarantine"
+    );
+    assert!(
+        h.hooks.posted("im").is_empty(),
+        "the infected MMS reached the IM webhook"
+    );
     h.stop().await;
+}
+
+/// State and last error of the recipient with this address.
+fn im_recipient(h: &Harness, address: &str) -> Option<(String, Option<String>)> {
+    let c = rusqlite::Connection::open_with_flags(
+        &h.cfg.store.path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .ok()?;
+    c.query_row(
+        "SELECT state, last_error FROM recipients WHERE address = ?1",
+        [address],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .ok()
 }
 
 #[tokio::test]

@@ -191,7 +191,7 @@ async fn mo_addressed_in_its_first_word_is_routed_by_it() {
     assert!(
         h.metrics()
             .await
-            .contains("switchboard_mo_received_total{route=\"unroutable\"} 1")
+            .contains("switchboard_mo_received_total{route=\"unroutable\",kind=\"sms\"} 1")
     );
     h.stop().await;
 }

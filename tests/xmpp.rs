@@ -568,3 +568,70 @@ async fn a_quiet_link_is_kept_alive_by_pings() {
     stop.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn an_mms_from_a_phone_reaches_the_im_user_as_out_of_band_links_that_expire() {
+    let Some((_p, h, alice)) = setup(|cfg| {
+        cfg.content.media.secret = "xmpp-media-secret-0123456789".into();
+        cfg.content.media.link_ttl_secs = 3600;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut photo = b"\x89PNG\r\n\x1a\n".to_vec();
+    photo.extend((0..30_000).map(|i| (i * 31 % 256) as u8));
+    let (status, resp) = h
+        .sim
+        .mo_mms(&switchboard::sim::MmsMoRequest {
+            from: PHONE.into(),
+            to: "10658000".into(),
+            subject: Some("Snow".into()),
+            text: "alice@localhost Fresh snow today".into(),
+            parts: vec![switchboard::message::Part {
+                content_type: "image/png".into(),
+                name: Some("snow.png".into()),
+                bytes: photo.clone(),
+            }],
+            inline: false,
+            notify_url: None,
+        })
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let got = alice
+        .wait("message", |e| {
+            e["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("Fresh snow today"))
+        })
+        .await;
+    assert_eq!(got["from"], PHONE_JID);
+    let oob = got["oob"].as_array().expect("oob links");
+    assert_eq!(oob.len(), 1, "{got}");
+    assert_eq!(oob[0]["desc"], "snow.png");
+    let url = oob[0]["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{}/media/", h.base)), "{url}");
+    assert!(url.contains("/0/snow.png?e="), "{url}");
+    // The link is in the text too, for clients that do not show XEP-0066 data.
+    let body = got["body"].as_str().unwrap();
+    assert!(body.starts_with("Snow\nFresh snow today\n"), "{body}");
+    assert!(body.contains(url), "{body}");
+
+    // The link serves the image; its expiry lies within the configured hour.
+    let r = h.http.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), photo);
+    let expires: i64 = url
+        .split("?e=")
+        .nth(1)
+        .and_then(|q| q.split('&').next())
+        .and_then(|e| e.parse().ok())
+        .unwrap();
+    let now = switchboard::message::now_ms() / 1000;
+    assert!(expires > now && expires <= now + 3600, "{expires} vs {now}");
+    // A link whose expiry is changed no longer matches its signature.
+    let moved = url.replace(&format!("e={expires}"), &format!("e={}", expires + 86_400));
+    assert_eq!(h.http.get(moved).send().await.unwrap().status(), 403);
+    h.stop().await;
+}

@@ -12,5 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = parlayx::decode_notify_response(data);
     let _ = mms::decode_send_message(data);
     let _ = mms::decode_send_message_response(data);
-    let _ = mms::decode_notify_message_delivery_receipt(data);
+    let _ = mms::decode_mm_notification(data);
+    let _ = mms::decode_get_message(data);
+    let _ = mms::decode_get_message_response(data);
 });

@@ -37,6 +37,12 @@ pub struct MmsConfig {
     /// Over the limit: `drop_parts` (largest media first, with a note in the text) or
     /// `refuse`.
     pub oversize: Oversize,
+    /// The SDP's Parlay X ReceiveMessage endpoint, for fetching received MMS that the
+    /// notification names by `messageIdentifier` (`getMessage`). Empty: only content sent
+    /// with the notification is taken.
+    pub receive_message_url: String,
+    /// The largest received MMS fetched, in bytes (its parts as they travel, base64).
+    pub max_receive_bytes: usize,
 }
 
 impl Default for MmsConfig {
@@ -45,6 +51,8 @@ impl Default for MmsConfig {
             send_message_url: String::new(),
             max_bytes: 300 * 1024,
             oversize: Oversize::DropParts,
+            receive_message_url: String::new(),
+            max_receive_bytes: 2 * 1024 * 1024,
         }
     }
 }
@@ -58,6 +66,15 @@ impl MmsConfig {
             e.push(format!(
                 "content.mms.send_message_url: {u:?} is not an http(s) URL"
             ));
+        }
+        let u = &self.receive_message_url;
+        if !(u.is_empty() || u.starts_with("http://") || u.starts_with("https://")) {
+            e.push(format!(
+                "content.mms.receive_message_url: {u:?} is not an http(s) URL"
+            ));
+        }
+        if self.max_receive_bytes < 64 * 1024 {
+            e.push("content.mms.max_receive_bytes: must be at least 65536".into());
         }
         if self.max_bytes < 1024 {
             e.push("content.mms.max_bytes: must be at least 1024".into());
@@ -339,9 +356,102 @@ pub fn parse_related(content_type: &str, body: &[u8]) -> Result<Vec<RelatedPart>
     Ok(out)
 }
 
+/// A received MMS's content: the text and the parts worth passing on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    pub text: String,
+    pub parts: Vec<Part>,
+}
+
+/// Turns the parts of a received MMS (after the SOAP root) into a message's content:
+/// the SMIL presentation is left out (it only lays out slides for a handset); `text/plain`
+/// parts become the text, unless the notification gave it (`given`), when only those that
+/// say something else are added; every other part is kept, named (`part2.jpg`) when it
+/// came without a name.
+pub fn received(given: Option<&str>, parts: Vec<RelatedPart>) -> Received {
+    let mut text = given.map(str::to_string).unwrap_or_default();
+    let mut out = Vec::new();
+    for (i, p) in parts.into_iter().enumerate() {
+        let ct = p.content_type.to_ascii_lowercase();
+        if ct == "application/smil" {
+            continue;
+        }
+        if ct == "text/plain" && p.name.is_none() {
+            let t = String::from_utf8_lossy(&p.bytes);
+            let t = t.trim();
+            if !t.is_empty() && t != text.trim() {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(t);
+            }
+            continue;
+        }
+        let name = p
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| format!("part{}.{}", i + 1, extension(&ct)));
+        out.push(Part {
+            content_type: header_type(&p.content_type),
+            name: Some(name),
+            bytes: p.bytes,
+        });
+    }
+    Received { text, parts: out }
+}
+
+/// A file extension for a media type (for parts that came without a name).
+fn extension(ct: &str) -> &'static str {
+    match ct {
+        "image/jpeg" | "image/jpg" => "jpg",
+        "image/png" => "png",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        "audio/amr" => "amr",
+        "audio/mpeg" => "mp3",
+        "audio/mp4" => "m4a",
+        "video/3gpp" => "3gp",
+        "video/mp4" => "mp4",
+        "text/plain" => "txt",
+        "text/x-vcard" | "text/vcard" => "vcf",
+        _ => "bin",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn received_content_keeps_media_and_text_and_leaves_out_smil() {
+        let rp = |ct: &str, name: Option<&str>, bytes: &[u8]| RelatedPart {
+            content_type: ct.into(),
+            content_id: None,
+            name: name.map(str::to_string),
+            bytes: bytes.to_vec(),
+        };
+        let parts = vec![
+            rp("application/smil", None, b"<smil/>"),
+            rp("text/plain", None, b"hello there\r\n"),
+            rp("image/jpeg", None, b"\xff\xd8jpeg"),
+            rp("audio/amr", Some("voice.amr"), b"#!AMR"),
+        ];
+        let r = received(None, parts.clone());
+        assert_eq!(r.text, "hello there");
+        assert_eq!(r.parts.len(), 2);
+        assert_eq!(r.parts[0].name.as_deref(), Some("part3.jpg"));
+        assert_eq!(r.parts[0].bytes, b"\xff\xd8jpeg");
+        assert_eq!(r.parts[1].name.as_deref(), Some("voice.amr"));
+        // The notification's own text is not repeated.
+        assert_eq!(
+            received(Some("hello there"), parts.clone()).text,
+            "hello there"
+        );
+        assert_eq!(
+            received(Some("subject line"), parts).text,
+            "subject line\nhello there"
+        );
+    }
 
     fn img(name: &str, n: usize) -> Part {
         Part {

@@ -5,6 +5,7 @@
 //! by [`shape_sms`] (encoding, parts, the overflow policy). The shape travels with the
 //! delivery and is recorded with its outcome.
 
+pub mod media;
 pub mod mms;
 pub mod scan;
 pub mod sms;
@@ -26,6 +27,8 @@ pub struct ContentConfig {
     pub mms: mms::MmsConfig,
     /// Spam checks: built-in rules and rspamd (`[content.spam]`).
     pub spam: spam::SpamConfig,
+    /// Links to media parts served to IM users (`[content.media]`).
+    pub media: media::MediaConfig,
 }
 
 /// The `[content.sms]` section: long texts to phones.
@@ -67,6 +70,7 @@ impl ContentConfig {
         e.extend(self.scan.validate());
         e.extend(self.mms.validate());
         e.extend(self.spam.validate());
+        e.extend(self.media.validate());
         e
     }
 }

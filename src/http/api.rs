@@ -28,6 +28,9 @@ struct SubmitBody {
     text: String,
     #[serde(default)]
     parts: Vec<Part>,
+    /// Subject of a mail, first line of an IM message.
+    #[serde(default)]
+    subject: Option<String>,
     #[serde(default)]
     client_ref: Option<String>,
     #[serde(default)]
@@ -108,6 +111,11 @@ pub(super) async fn submit(
     if req.text.is_empty() && req.parts.is_empty() {
         return Err(bad("empty_message", "give a text or parts"));
     }
+    if let Some(s) = &req.subject
+        && (s.len() > 998 || s.contains(['\r', '\n']))
+    {
+        return Err(bad("bad_subject", "subject: one line of at most 998 bytes"));
+    }
     if req
         .client_ref
         .as_ref()
@@ -173,6 +181,7 @@ pub(super) async fn submit(
             .collect(),
         content: Content {
             text: req.text,
+            subject: req.subject,
             parts: req.parts,
             report: None,
             mail: None,

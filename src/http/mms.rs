@@ -1,20 +1,35 @@
-//! The Parlay X MessageNotification endpoint the SDP calls for MMS:
-//! `notifyMessageDeliveryReceipt`, mapped to recipient states exactly like SMS receipts
-//! (`pipeline::receipts`). The SOAP response is sent only after the receipt is committed;
-//! malformed input, DOCTYPEs and unknown correlators get a ServiceException fault.
+//! The Parlay X MessageNotification endpoint the SDP calls for MMS.
+//!
+//! * `notifyMessageDeliveryReceipt` is mapped to recipient states exactly like SMS receipts
+//!   (`pipeline::receipts`).
+//! * `notifyMessageReception` (MO MMS) is routed like an MO SMS (`pipeline::mo`). Its content
+//!   comes with the notification as SOAP with attachments (`multipart/related`), or, when
+//!   the notification only names it (`messageIdentifier`), is fetched with ReceiveMessage
+//!   `getMessage` before anything is answered.
+//!
+//! The SOAP response is sent only after the receipt or message is committed, so an MO MMS
+//! is never acknowledged before it is stored with its content; a failed fetch is answered
+//! with SVC0001, and the SDP's own retry brings the notification back. Malformed input,
+//! DOCTYPEs and unknown correlators get a ServiceException fault.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use crate::connectors::SinkError;
 use crate::connectors::sdp::parlayx::mms::{
-    decode_notify_message_delivery_receipt, encode_notify_message_delivery_receipt_response,
+    MessageReception, MmNotification, decode_mm_notification,
+    encode_notify_message_delivery_receipt_response, encode_notify_message_reception_response,
 };
 use crate::connectors::sdp::parlayx::{self, Fault};
+use crate::content::mms::{RelatedPart, parse_related, received};
+use crate::message::Content;
+use crate::pipeline::SubmitError;
+use crate::pipeline::mo::{self, MoError};
 use crate::pipeline::receipts::{self, ReceiptResult};
 
 fn xml(status: StatusCode, body: String) -> Response {
@@ -41,23 +56,124 @@ fn fault(message_id: &str, variable: String, reason: &'static str) -> Response {
     xml(StatusCode::INTERNAL_SERVER_ERROR, parlayx::encode_fault(&f))
 }
 
-pub(super) async fn notification(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
-    let receipt = match decode_notify_message_delivery_receipt(&body) {
-        Ok(r) => r,
-        Err(e) => return fault("SVC0002", e.to_string(), "malformed"),
+pub(super) async fn notification(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // SOAP with attachments: the first part is the envelope, the rest the content.
+    let (root, attached) = if content_type
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("multipart/related")
+    {
+        match parse_related(content_type, &body) {
+            Ok(mut parts) => {
+                let root = parts.remove(0);
+                (Bytes::from(root.bytes), Some(parts))
+            }
+            Err(e) => return fault("SVC0002", format!("body: {e}"), "malformed"),
+        }
+    } else {
+        (body, None)
     };
-    match receipts::apply(st.intake.ctx(), &receipt.correlator, receipt.status).await {
-        Ok(ReceiptResult::Applied | ReceiptResult::Duplicate) => xml(
-            StatusCode::OK,
-            encode_notify_message_delivery_receipt_response(),
+    match decode_mm_notification(&root) {
+        Ok(MmNotification::Receipt(receipt)) => {
+            match receipts::apply(st.intake.ctx(), &receipt.correlator, receipt.status).await {
+                Ok(ReceiptResult::Applied | ReceiptResult::Duplicate) => xml(
+                    StatusCode::OK,
+                    encode_notify_message_delivery_receipt_response(),
+                ),
+                Ok(ReceiptResult::UnknownCorrelator) => fault(
+                    "SVC0002",
+                    format!("correlator {:?} is unknown", receipt.correlator),
+                    "unknown_correlator",
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot store an MMS delivery receipt");
+                    fault("SVC0001", "store unavailable".into(), "store")
+                }
+            }
+        }
+        Ok(MmNotification::Reception(rec)) => reception(&st, rec, attached).await,
+        Err(e) => fault("SVC0002", e.to_string(), "malformed"),
+    }
+}
+
+/// Takes in one MO MMS: its content (attached, else fetched), then routing and commit.
+async fn reception(
+    st: &AppState,
+    rec: MessageReception,
+    attached: Option<Vec<RelatedPart>>,
+) -> Response {
+    let m = rec.message;
+    let mut note = None;
+    let parts = match (attached, &m.message_identifier) {
+        (Some(parts), _) if !parts.is_empty() => parts,
+        (_, Some(id)) => match &st.mms_receive {
+            Some(client) => match client.get_message(id).await {
+                Ok(parts) => parts,
+                Err(e) => {
+                    let kind = match e {
+                        SinkError::Transient(_) => "transient",
+                        SinkError::Permanent(_) => "permanent",
+                    };
+                    metrics::counter!("switchboard_mms_fetch_failures_total", "kind" => kind)
+                        .increment(1);
+                    tracing::warn!(message_ref = %id, from = %m.sender_address, error = %e, "cannot fetch a received MMS; the SDP is asked to notify again");
+                    return fault(
+                        "SVC0001",
+                        format!("cannot fetch message {id:?}: {e}"),
+                        "mms_fetch",
+                    );
+                }
+            },
+            None => {
+                tracing::warn!(message_ref = %id, "a received MMS names its content, but content.mms.receive_message_url is not set: only its text is passed on");
+                note = Some(format!(
+                    "content of MMS {id:?} not fetched: content.mms.receive_message_url is not set"
+                ));
+                Vec::new()
+            }
+        },
+        _ => Vec::new(),
+    };
+    let content = received(m.message.as_deref(), parts);
+    metrics::counter!("switchboard_mms_received_parts_total").increment(content.parts.len() as u64);
+    let content = Content {
+        text: content.text,
+        subject: m.subject.clone(),
+        parts: content.parts,
+        ..Content::default()
+    };
+    match mo::receive_content(
+        &st.intake,
+        &m.sender_address,
+        &m.activation_number,
+        content,
+        "mms",
+        note,
+    )
+    .await
+    {
+        Ok((env, route)) => {
+            tracing::debug!(message = %env.id, route = route.as_str(), correlator = %rec.correlator, "MO MMS stored");
+            xml(StatusCode::OK, encode_notify_message_reception_response())
+        }
+        Err(MoError::BadSender(s)) => {
+            fault("SVC0002", format!("senderAddress {s:?}"), "bad_sender")
+        }
+        Err(MoError::Submit(SubmitError::QueueFull | SubmitError::ShuttingDown)) => fault(
+            "SVC0001",
+            "the gateway is at capacity; retry later".into(),
+            "queue_full",
         ),
-        Ok(ReceiptResult::UnknownCorrelator) => fault(
-            "SVC0002",
-            format!("correlator {:?} is unknown", receipt.correlator),
-            "unknown_correlator",
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot store an MMS delivery receipt");
+        Err(MoError::Submit(SubmitError::Store(e))) => {
+            tracing::error!(error = %e, "cannot store an MO MMS");
             fault("SVC0001", "store unavailable".into(), "store")
         }
     }

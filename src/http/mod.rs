@@ -1,11 +1,13 @@
-//! The HTTP server: the submit API (`/v1/messages`), the SDP's Parlay X SmsNotification
-//! endpoint, `/metrics`, `/healthz` and `/readyz`.
+//! The HTTP server: the submit API (`/v1/messages`), the SDP's Parlay X SmsNotification and
+//! MessageNotification endpoints, signed media links (`/media`), `/metrics`, `/healthz` and
+//! `/readyz`.
 //!
 //! Every body is read with the configured size limit; API errors are JSON
 //! `{code, message}` with a stable `code`; SOAP errors are SOAP 1.1 faults.
 
 mod api;
 pub mod listener;
+mod media;
 mod mms;
 mod soap;
 
@@ -34,6 +36,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Links `/readyz` waits for besides the store (XMPP component links).
     pub ready: Vec<ReadySource>,
+    /// Fetches received MMS content from the SDP (`content.mms.receive_message_url`).
+    pub mms_receive: Option<crate::connectors::sdp::mms::ReceiveClient>,
+    /// Checks the links under `/media`.
+    pub media: Arc<crate::content::media::MediaLinks>,
 }
 
 /// A link that must be up for the gateway to be ready.
@@ -55,6 +61,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             crate::connectors::sdp::mms::MMS_NOTIFY_PATH,
             post(mms::notification),
         )
+        .route("/media/{msg}/{part}/{name}", get(media::part))
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

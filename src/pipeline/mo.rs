@@ -41,13 +41,33 @@ impl Route {
     }
 }
 
-/// Routes and commits one MO. Returns once it is stored.
+/// Routes and commits one MO SMS. Returns once it is stored.
 pub async fn receive(
     intake: &Intake,
     sender: &str,
     activation_number: &str,
     text: &str,
 ) -> Result<(Arc<Envelope>, Route), MoError> {
+    let content = Content {
+        text: text.to_string(),
+        ..Content::default()
+    };
+    receive_content(intake, sender, activation_number, content, "sms", None).await
+}
+
+/// Routes and commits one MO of any kind (`kind`: `sms` or `mms`, for the metric): the
+/// text is routed like an SMS's; the subject and parts travel with it; `note` is kept with
+/// the message. Returns once it is stored.
+pub async fn receive_content(
+    intake: &Intake,
+    sender: &str,
+    activation_number: &str,
+    mut content: Content,
+    kind: &'static str,
+    note: Option<String>,
+) -> Result<(Arc<Envelope>, Route), MoError> {
+    let text = std::mem::take(&mut content.text);
+    let text = text.as_str();
     let ctx = intake.ctx();
     let cfg = &ctx.cfg;
     let phone = parse_sdp_number(sender).ok_or_else(|| MoError::BadSender(sender.to_string()))?;
@@ -104,16 +124,21 @@ pub async fn receive(
             .unwrap_or_default(),
         content: Content {
             text: body,
-            ..Content::default()
+            ..content
         },
         created_at: now,
         expires_at: now + (cfg.retry.ttl_secs as i64) * 1000,
-        note: (route == Route::Unroutable).then(|| {
-            format!("unroutable: {dialled:?} is no reply route, the text names no address, and no default route is configured")
-        }),
+        note: match (route == Route::Unroutable, note) {
+            (true, note) => Some(format!(
+                "unroutable: {dialled:?} is no reply route, the text names no address, and no default route is configured{}",
+                note.map(|n| format!("; {n}")).unwrap_or_default()
+            )),
+            (false, note) => note,
+        },
     };
     let env = intake.submit(env).await?;
-    metrics::counter!("switchboard_mo_received_total", "route" => route.as_str()).increment(1);
+    metrics::counter!("switchboard_mo_received_total", "route" => route.as_str(), "kind" => kind)
+        .increment(1);
     if route == Route::Unroutable {
         tracing::warn!(message = %env.id, from = %env.origin, to = dialled, "unroutable MO stored");
     }

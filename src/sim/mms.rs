@@ -1,6 +1,12 @@
-//! The simulator's Parlay X SendMessage (MMS): accepts `sendMessage` as SOAP with
-//! attachments (`multipart/related`), keeps what it received (the envelope's fields and
-//! every part) and sends `notifyMessageDeliveryReceipt` to the `receiptRequest` endpoint.
+//! The simulator's Parlay X multimedia messaging:
+//!
+//! * SendMessage: accepts `sendMessage` as SOAP with attachments (`multipart/related`),
+//!   keeps what it received (the envelope's fields and every part) and sends
+//!   `notifyMessageDeliveryReceipt` to the `receiptRequest` endpoint.
+//! * MO MMS (`POST /sim/mo-mms`): sends `notifyMessageReception` to the gateway, either with
+//!   the content attached (`inline`) or naming it by `messageIdentifier`, for the gateway to
+//!   fetch with ReceiveMessage `getMessage` (served here; `transient_error_rate` and `stall`
+//!   apply to it as to sendSms).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +18,53 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{ReceiptJob, Simulator, bump, lock, read_lock, soap_response, truncate};
-use crate::connectors::sdp::parlayx::mms::{decode_send_message, encode_send_message_response};
+use super::{
+    MAX_ERROR_BODY, ReceiptJob, Simulator, bad_json, bump, json_response, lock, read_lock,
+    soap_response, tel, truncate,
+};
+use crate::connectors::sdp::parlayx::mms::{
+    MessageReception, MessageReference, decode_get_message, decode_send_message,
+    encode_get_message_response, encode_notify_message_reception, encode_send_message_response,
+};
 use crate::connectors::sdp::parlayx::{self, DeliveryStatus, Fault};
-use crate::content::mms::parse_related;
+use crate::content::mms::{build_related, parse_related};
+use crate::message::Part;
 
 /// Where the simulator serves SendMessage.
 pub const SEND_MESSAGE_PATH: &str = "/parlayx/SendMessageService/services/SendMessage";
+/// Where the simulator serves ReceiveMessage (`getMessage`).
+pub const RECEIVE_MESSAGE_PATH: &str = "/parlayx/ReceiveMessageService/services/ReceiveMessage";
+
+/// Body of `POST /sim/mo-mms`: an MMS from a phone.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MmsMoRequest {
+    /// Subscriber, `+8613800000000` or `tel:+86…`.
+    pub from: String,
+    /// Service number (+ extension), `tel:` optional.
+    pub to: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The text (a `text/plain` part of the content).
+    #[serde(default)]
+    pub text: String,
+    /// Media parts (`bytes` in base64).
+    #[serde(default)]
+    pub parts: Vec<Part>,
+    /// Attach the content to the notification instead of naming it for `getMessage`.
+    #[serde(default)]
+    pub inline: bool,
+    /// Overrides the configured `mms_notify_url`.
+    #[serde(default)]
+    pub notify_url: Option<String>,
+}
+
+/// A received MMS waiting for `getMessage`.
+pub(super) struct Stored {
+    id: String,
+    text: String,
+    parts: Vec<Part>,
+}
 
 /// One part of a received MMS.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,4 +192,123 @@ pub(super) async fn send_message(
         ring.push_back(msg);
     }
     soap_response(StatusCode::OK, encode_send_message_response(&request_id))
+}
+
+fn boundary() -> String {
+    format!("sim-mms-{:016x}", rand::random::<u64>())
+}
+
+pub(super) async fn mo(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
+    let req: MmsMoRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_json(&e),
+    };
+    let (configured, keep) = {
+        let c = read_lock(&sim.cfg);
+        (c.mms_notify_url.clone(), c.keep_messages.max(1))
+    };
+    let Some(url) = req.notify_url.clone().or(configured) else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({ "error": "no mms_notify_url configured or given" }),
+        );
+    };
+    let id = format!("mm-{}", sim.next_request_id());
+    let correlator = format!("mo-{id}");
+    let now = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    let soap = encode_notify_message_reception(&MessageReception {
+        correlator: correlator.clone(),
+        message: MessageReference {
+            message_identifier: (!req.inline).then(|| id.clone()),
+            activation_number: tel(&req.to),
+            sender_address: tel(&req.from),
+            subject: req.subject.clone(),
+            priority: "Normal".into(),
+            message: None,
+            date_time: Some(now),
+        },
+    });
+    let (content_type, body) = if req.inline {
+        build_related(&soap, &req.text, &req.parts, &boundary())
+    } else {
+        let mut inbox = lock(&sim.mms_inbox);
+        while inbox.len() >= keep {
+            inbox.pop_front();
+        }
+        inbox.push_back(Stored {
+            id: id.clone(),
+            text: req.text.clone(),
+            parts: req.parts.clone(),
+        });
+        (parlayx::CONTENT_TYPE.to_string(), soap.into_bytes())
+    };
+    let sent = sim
+        .client
+        .post(&url)
+        .header(header::CONTENT_TYPE, content_type)
+        .header("SOAPAction", "\"\"")
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(resp) if resp.status().is_success() => {
+            bump(&sim.counters.mo_sent);
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "status": resp.status().as_u16(),
+                    "correlator": correlator,
+                    "message_identifier": id,
+                }),
+            )
+        }
+        Ok(resp) => {
+            bump(&sim.counters.mo_failed);
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            json_response(
+                StatusCode::BAD_GATEWAY,
+                &serde_json::json!({
+                    "status": status,
+                    "body": truncate(&text, MAX_ERROR_BODY),
+                }),
+            )
+        }
+        Err(e) => {
+            bump(&sim.counters.mo_failed);
+            json_response(
+                StatusCode::BAD_GATEWAY,
+                &serde_json::json!({ "status": null, "error": e.to_string() }),
+            )
+        }
+    }
+}
+
+pub(super) async fn get_message(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
+    if !sim.wait_unstalled().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let id = match decode_get_message(&body) {
+        Ok(id) => id,
+        Err(e) => return bad(e.to_string()),
+    };
+    let transient = read_lock(&sim.cfg).transient_error_rate;
+    if transient > 0.0 && rand::random::<f64>() < transient {
+        bump(&sim.counters.transient_errors);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service unavailable (simulated)",
+        )
+            .into_response();
+    }
+    let found = lock(&sim.mms_inbox)
+        .iter()
+        .find(|m| m.id == id)
+        .map(|m| (m.text.clone(), m.parts.clone()));
+    let Some((text, parts)) = found else {
+        return bad(format!("messageRefIdentifier {id:?} is unknown"));
+    };
+    let (content_type, body) =
+        build_related(&encode_get_message_response(), &text, &parts, &boundary());
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }

@@ -722,6 +722,7 @@ fn apply(
             recipients: vec![rcpt],
             content: Content {
                 text: String::new(),
+                subject: None,
                 parts: Vec::new(),
                 report: Some(ReportBody {
                     message_id: rid.msg.to_string(),

@@ -187,6 +187,22 @@ impl Sim {
             .status()
     }
 
+    /// Makes the simulator send an MO MMS (`/sim/mo-mms`); returns the HTTP status it
+    /// reports and its answer.
+    pub async fn mo_mms(
+        &self,
+        req: &switchboard::sim::MmsMoRequest,
+    ) -> (reqwest::StatusCode, Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/sim/mo-mms", self.url()))
+            .json(req)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     pub fn stop(&self) {
         self.stop.cancel();
     }
@@ -227,9 +243,19 @@ impl Harness {
         let http_listener = TcpListener::bind(&cfg.http.listen).await.unwrap();
         let http_addr = http_listener.local_addr().unwrap();
         sim_cfg.notify_url = Some(format!("http://{http_addr}{NOTIFY_PATH}"));
+        sim_cfg.mms_notify_url.get_or_insert_with(|| {
+            format!(
+                "http://{http_addr}{}",
+                switchboard::connectors::sdp::mms::MMS_NOTIFY_PATH
+            )
+        });
         let sim = Sim::start(sim_cfg).await;
         if cfg.sdp.send_sms_url.is_empty() {
             cfg.sdp.send_sms_url = sim.send_sms_url();
+        }
+        if cfg.content.mms.receive_message_url.is_empty() {
+            cfg.content.mms.receive_message_url =
+                format!("{}{}", sim.url(), switchboard::sim::RECEIVE_MESSAGE_PATH);
         }
         let errors = cfg.validate();
         assert!(errors.is_empty(), "test config invalid: {errors:?}");

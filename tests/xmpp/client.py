@@ -86,6 +86,10 @@ class User(slixmpp.ClientXMPP):
                 type=msg["type"],
                 body=msg["body"],
                 receipt_requested=bool(msg["request_receipt"]),
+                oob=[
+                    {"url": x.findtext("{jabber:x:oob}url"), "desc": x.findtext("{jabber:x:oob}desc")}
+                    for x in msg.xml.findall("{jabber:x:oob}x")
+                ],
                 **{"from": str(msg["from"]), "to": str(msg["to"])},
             )
 

@@ -27,6 +27,8 @@ struct MessageBody<'a> {
     from: String,
     to: String,
     text: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
     #[serde(skip_serializing_if = "<[Part]>::is_empty")]
     parts: &'a [Part],
 }
@@ -71,6 +73,7 @@ impl WebhookSink {
                     from: env.origin.to_string(),
                     to: rcpt.address.to_string(),
                     text: &env.content.text,
+                    subject: env.content.subject.as_deref(),
                     parts: &env.content.parts,
                 }),
             ),

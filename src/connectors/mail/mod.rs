@@ -93,9 +93,11 @@ impl MailSink {
             .domains
             .mail_for(&env.origin)
             .unwrap_or_else(|| format!("noreply@{}", me.hostname));
-        let subject = match &env.origin {
-            Address::Sms(n) => format!("SMS from {n}"),
-            other => format!("Message from {}", other.value()),
+        let subject = match (&env.origin, &env.content.subject) {
+            (_, Some(s)) if !s.trim().is_empty() => s.clone(),
+            (Address::Sms(n), _) if !env.content.parts.is_empty() => format!("MMS from {n}"),
+            (Address::Sms(n), _) => format!("SMS from {n}"),
+            (other, _) => format!("Message from {}", other.value()),
         };
         let mut b = MessageBuilder::new()
             .from(from.clone())

@@ -748,6 +748,7 @@ impl<'a> Session<'a> {
                 .collect(),
             content: Content {
                 text,
+                subject: None,
                 parts: parsed.parts,
                 report: None,
                 mail: Some(MailMeta {

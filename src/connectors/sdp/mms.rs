@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use super::parlayx::mms::{SendMessage, decode_send_message_response, encode_send_message};
+use super::parlayx::mms::{
+    SendMessage, decode_get_message_response, decode_send_message_response, encode_get_message,
+    encode_send_message,
+};
 use super::parlayx::{self, ReceiptRequest, RequestHeader};
-use super::{classify_answer, post_soap};
+use super::{classify_answer, post_soap, post_soap_bounded};
 use crate::config::SdpConfig;
 use crate::connectors::{Sent, SinkError};
-use crate::content::mms::{MmsPlan, build_related};
+use crate::content::mms::{MmsPlan, RelatedPart, build_related, parse_related};
 
 /// Where the SDP posts MMS notifications (`receiptRequest` endpoint of `sendMessage`).
 pub const MMS_NOTIFY_PATH: &str = "/parlayx/MessageNotification";
@@ -95,5 +98,84 @@ impl MmsClient {
     async fn post(&self, content_type: String, body: Vec<u8>) -> Result<Sent, SinkError> {
         let (status, answer) = post_soap(&self.client, &self.url, &content_type, body).await?;
         classify_answer(status, &answer, "sendMessage", decode_send_message_response)
+    }
+}
+
+/// A Parlay X ReceiveMessage client: fetches the content of a received MMS that the
+/// notification only names (`getMessage(messageIdentifier)`; the answer carries the parts
+/// as SOAP with attachments).
+#[derive(Clone)]
+pub struct ReceiveClient {
+    client: reqwest::Client,
+    url: String,
+    sdp: SdpConfig,
+    max_bytes: usize,
+}
+
+impl ReceiveClient {
+    /// `max_bytes`: the largest answer read (the parts, base64-encoded, and the envelope).
+    pub fn new(url: String, sdp: SdpConfig, max_bytes: usize) -> ReceiveClient {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(sdp.timeout_ms))
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        ReceiveClient {
+            client,
+            url,
+            sdp,
+            max_bytes,
+        }
+    }
+
+    /// The parts of message `message_ref` after the SOAP root (SMIL, text, media), in order.
+    /// Errors are classified like `sendSms` answers: transport trouble, 5xx and SVC0001 are
+    /// temporary; other faults and 4xx are permanent.
+    pub async fn get_message(&self, message_ref: &str) -> Result<Vec<RelatedPart>, SinkError> {
+        let header = self.sdp.header.as_ref().map(|h| {
+            let ts = parlayx::timestamp_now();
+            RequestHeader::with_password(&h.sp_id, &h.password, &h.service_id, &ts, "", "")
+        });
+        let soap = encode_get_message(message_ref, header.as_ref());
+        let started = Instant::now();
+        let result = self.fetch(soap).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(SinkError::Transient(_)) => "transient",
+            Err(SinkError::Permanent(_)) => "permanent",
+        };
+        metrics::histogram!("switchboard_sdp_request_duration_seconds", "operation" => "getMessage", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn fetch(&self, soap: String) -> Result<Vec<RelatedPart>, SinkError> {
+        let (status, answer_type, body) = post_soap_bounded(
+            &self.client,
+            &self.url,
+            parlayx::CONTENT_TYPE,
+            soap,
+            self.max_bytes,
+        )
+        .await?;
+        let check = |root: &[u8]| {
+            classify_answer(status, root, "getMessage", |b| {
+                decode_get_message_response(b).map(|()| String::new())
+            })
+        };
+        if !answer_type
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("multipart/related")
+        {
+            // No attachments: a fault, or a message with no content beyond the notification.
+            check(&body)?;
+            return Ok(Vec::new());
+        }
+        let mut parts = parse_related(&answer_type, &body)
+            .map_err(|e| SinkError::Transient(format!("unreadable getMessage answer: {e}")))?;
+        let root = parts.remove(0);
+        check(&root.bytes)?;
+        Ok(parts)
     }
 }

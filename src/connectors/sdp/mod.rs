@@ -114,6 +114,20 @@ pub(crate) async fn post_soap(
     content_type: &str,
     body: impl Into<reqwest::Body>,
 ) -> Result<(http::StatusCode, Vec<u8>), SinkError> {
+    post_soap_bounded(client, url, content_type, body, MAX_RESPONSE)
+        .await
+        .map(|(status, _, body)| (status, body))
+}
+
+/// Like [`post_soap`], reading at most `max` bytes of answer and also returning its
+/// `Content-Type` (a `getMessage` answer is `multipart/related`).
+pub(crate) async fn post_soap_bounded(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+    max: usize,
+) -> Result<(http::StatusCode, String, Vec<u8>), SinkError> {
     let mut resp = client
         .post(url)
         .header(http::header::CONTENT_TYPE, content_type)
@@ -123,16 +137,22 @@ pub(crate) async fn post_soap(
         .await
         .map_err(|e| classify_reqwest(&e))?;
     let status = resp.status();
+    let answer_type = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let mut buf = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| classify_reqwest(&e))? {
-        if buf.len() + chunk.len() > MAX_RESPONSE {
+        if buf.len() + chunk.len() > max {
             return Err(SinkError::Transient(format!(
-                "SDP response larger than {MAX_RESPONSE} bytes"
+                "SDP response larger than {max} bytes"
             )));
         }
         buf.extend_from_slice(&chunk);
     }
-    Ok((status, buf))
+    Ok((status, answer_type, buf))
 }
 
 /// Turns an SDP `sendSms` answer into a result (see the module doc for the rules).

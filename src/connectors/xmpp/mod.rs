@@ -36,6 +36,7 @@ use stanzas::Domain;
 
 use super::{Sent, SinkError};
 use crate::address::{Address, Network};
+use crate::content::media::MediaLinks;
 use crate::message::{Envelope, Kind, State, now_ms};
 use crate::pipeline::Intake;
 
@@ -52,6 +53,8 @@ struct Handle {
 #[derive(Clone)]
 pub struct XmppSink {
     links: Arc<Vec<Handle>>,
+    /// Signs the links to media parts (XEP-0066); `None`: parts are only named in the text.
+    media: Option<Arc<MediaLinks>>,
     send_timeout: Duration,
     down_retry_ms: i64,
 }
@@ -80,7 +83,10 @@ pub struct LinkState {
 
 impl XmppSink {
     /// The sink and its (not yet started) links.
-    pub fn new(cfg: &XmppConfig) -> (XmppSink, Links, Vec<LinkState>) {
+    pub fn new(
+        cfg: &XmppConfig,
+        media: Option<Arc<MediaLinks>>,
+    ) -> (XmppSink, Links, Vec<LinkState>) {
         let cfg = Arc::new(cfg.clone());
         let mut handles = Vec::new();
         let mut parts = Vec::new();
@@ -117,6 +123,7 @@ impl XmppSink {
         }
         let sink = XmppSink {
             links: Arc::new(handles),
+            media,
             send_timeout: Duration::from_millis(cfg.send_timeout_ms),
             down_retry_ms: cfg.link_down_retry_ms as i64,
         };
@@ -205,20 +212,45 @@ impl XmppSink {
                 } else {
                     format!("{}: {}", env.origin, env.content.text)
                 };
-                if !env.content.parts.is_empty() {
-                    let kinds: Vec<&str> = env
-                        .content
-                        .parts
-                        .iter()
-                        .map(|p| p.content_type.as_str())
-                        .collect();
-                    text.push_str(&format!(
-                        "\n[{} attachment(s) not shown: {}]",
-                        kinds.len(),
-                        kinds.join(", ")
-                    ));
+                if let Some(subject) = &env.content.subject {
+                    text = if text.is_empty() {
+                        subject.clone()
+                    } else {
+                        format!("{subject}\n{text}")
+                    };
                 }
-                stanzas::chat_message(from, to, id, &text)
+                let mut links = Vec::new();
+                if !env.content.parts.is_empty() {
+                    match &self.media {
+                        // Each part as an out-of-band link (XEP-0066), also written in the
+                        // text for clients that do not show them.
+                        Some(media) => {
+                            for (i, p) in env.content.parts.iter().enumerate() {
+                                let name = p.name.clone().unwrap_or_else(|| format!("part{i}"));
+                                let url = media.url(env.id, i, &name);
+                                if !text.is_empty() {
+                                    text.push('\n');
+                                }
+                                text.push_str(&url);
+                                links.push((url, name));
+                            }
+                        }
+                        None => {
+                            let kinds: Vec<&str> = env
+                                .content
+                                .parts
+                                .iter()
+                                .map(|p| p.content_type.as_str())
+                                .collect();
+                            text.push_str(&format!(
+                                "\n[{} attachment(s) not shown: {}]",
+                                kinds.len(),
+                                kinds.join(", ")
+                            ));
+                        }
+                    }
+                }
+                stanzas::chat_message_with_links(from, to, id, &text, links)
             }
         };
         if !link.up.load(Ordering::Acquire) {

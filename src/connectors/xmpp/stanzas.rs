@@ -429,11 +429,32 @@ pub fn error_message(
 /// A message to an IM user, asking for a receipt; its id is the recipient id, so the
 /// receipt (or a bounce) maps back to the recipient.
 pub fn chat_message(from: Jid, to: Jid, id: String, text: &str) -> Stanza {
+    chat_message_with_links(from, to, id, text, Vec::new())
+}
+
+/// A chat message carrying out-of-band links (XEP-0066 `jabber:x:oob`), one `<x/>` per
+/// `(url, description)`.
+pub fn chat_message_with_links(
+    from: Jid,
+    to: Jid,
+    id: String,
+    text: &str,
+    links: Vec<(String, String)>,
+) -> Stanza {
     let mut m = Message::chat(Some(to));
     m.from = Some(from);
     m.id = Some(Id(id));
     m.bodies.insert(Lang::default(), text.to_string());
     m.payloads.push(Request.into());
+    for (url, desc) in links {
+        m.payloads.push(
+            xmpp_parsers::oob::Oob {
+                url,
+                desc: Some(desc),
+            }
+            .into(),
+        );
+    }
     m.into()
 }
 

@@ -1,5 +1,6 @@
 //! Parlay X 3 Multimedia Messaging (mms-v3_1): the SOAP parts of `sendMessage`,
-//! `sendMessageResponse` and `notifyMessageDeliveryReceipt`.
+//! `sendMessageResponse`, `notifyMessageDeliveryReceipt`, `notifyMessageReception` (MO) and
+//! ReceiveMessage `getMessage` (fetching a received message's content by reference).
 //!
 //! The content is not in the envelope: it travels next to it as SOAP with attachments
 //! (`multipart/related`, see `content::mms`). Children of `receiptRequest` and of
@@ -7,8 +8,9 @@
 //! in the local namespace. Decoders share the SMS codec's parser (no DOCTYPE, bounded depth).
 
 use super::{
-    ENVELOPE_CLOSE, Envelope, ReceiptRequest, RequestHeader, SoapError, push_elem, read_addresses,
-    read_receipt_request, read_request_header, start_envelope, truncate, write_request_header,
+    ENVELOPE_CLOSE, Elem, Envelope, ReceiptRequest, RequestHeader, SoapError, push_elem,
+    read_addresses, read_receipt_request, read_request_header, start_envelope, truncate,
+    write_request_header,
 };
 use crate::connectors::sdp::parlayx::DeliveryStatus;
 
@@ -18,6 +20,43 @@ pub const NS_MM_SEND: &str =
 /// Local namespace of the MessageNotification interface.
 pub const NS_MM_NOTIFICATION: &str =
     "http://www.csapi.org/schema/parlayx/multimedia_messaging/notification/v3_1/local";
+
+/// Local namespace of the ReceiveMessage interface.
+pub const NS_MM_RECEIVE: &str =
+    "http://www.csapi.org/schema/parlayx/multimedia_messaging/receive/v3_1/local";
+
+/// A received MMS as the notification describes it (`MessageReference`; its children are
+/// unqualified). The content either travels with the notification as attachments or is
+/// fetched with `getMessage(messageIdentifier)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageReference {
+    /// The SDP's handle on the content, for `getMessage`.
+    pub message_identifier: Option<String>,
+    /// The number the phone wrote to (`tel:` URI).
+    pub activation_number: String,
+    /// The phone (`tel:` URI).
+    pub sender_address: String,
+    pub subject: Option<String>,
+    /// `Default`, `Low`, `Normal` or `High`.
+    pub priority: String,
+    /// The text, when the SDP gives it in the notification.
+    pub message: Option<String>,
+    pub date_time: Option<String>,
+}
+
+/// `notifyMessageReception` (SDP → gateway).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageReception {
+    pub correlator: String,
+    pub message: MessageReference,
+}
+
+/// What arrives at the MessageNotification endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MmNotification {
+    Receipt(MessageReceipt),
+    Reception(MessageReception),
+}
 
 /// A `sendMessage` request (charging and priority are not sent).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -132,11 +171,43 @@ pub fn encode_notify_message_delivery_receipt(r: &MessageReceipt) -> String {
 
 /// Decodes `notifyMessageDeliveryReceipt`.
 pub fn decode_notify_message_delivery_receipt(xml: &[u8]) -> Result<MessageReceipt, SoapError> {
+    match decode_mm_notification(xml)? {
+        MmNotification::Receipt(r) => Ok(r),
+        MmNotification::Reception(_) => {
+            Err(SoapError::UnexpectedBody("notifyMessageReception".into()))
+        }
+    }
+}
+
+/// Decodes either operation of the MessageNotification interface.
+pub fn decode_mm_notification(xml: &[u8]) -> Result<MmNotification, SoapError> {
     let env = Envelope::parse(xml)?;
     let op = env.body_child()?;
-    if op.name != "notifyMessageDeliveryReceipt" {
-        return Err(SoapError::UnexpectedBody(truncate(&op.name, 80)));
+    match op.name.as_str() {
+        "notifyMessageDeliveryReceipt" => read_receipt(op).map(MmNotification::Receipt),
+        "notifyMessageReception" => {
+            let m = op
+                .child("message")
+                .ok_or(SoapError::MissingElement("message"))?;
+            Ok(MmNotification::Reception(MessageReception {
+                correlator: op.req_text("correlator")?,
+                message: MessageReference {
+                    message_identifier: m.child_text("messageIdentifier").filter(|s| !s.is_empty()),
+                    activation_number: m.req_text("messageServiceActivationNumber")?,
+                    sender_address: m.req_text("senderAddress")?,
+                    subject: m.child_text("subject").filter(|s| !s.is_empty()),
+                    priority: m.child_text("priority").unwrap_or_default(),
+                    // Not trimmed: the text is the user's.
+                    message: m.child("message").map(|t| t.text.clone()),
+                    date_time: m.child_text("dateTime").filter(|s| !s.is_empty()),
+                },
+            }))
+        }
+        other => Err(SoapError::UnexpectedBody(truncate(other, 80))),
     }
+}
+
+fn read_receipt(op: &Elem) -> Result<MessageReceipt, SoapError> {
     let ds = op
         .child("deliveryStatus")
         .ok_or(SoapError::MissingElement("deliveryStatus"))?;
@@ -148,6 +219,107 @@ pub fn decode_notify_message_delivery_receipt(xml: &[u8]) -> Result<MessageRecei
         address: ds.req_text("address")?,
         status: status.text.parse()?,
     })
+}
+
+/// `notifyMessageReception` (SDP → gateway; the simulator sends it).
+pub fn encode_notify_message_reception(r: &MessageReception) -> String {
+    let m = &r.message;
+    let mut out = start_envelope(768);
+    out.push_str("<soapenv:Body><ns1:notifyMessageReception xmlns:ns1=\"");
+    out.push_str(NS_MM_NOTIFICATION);
+    out.push_str("\">");
+    push_elem(&mut out, "ns1", "correlator", &r.correlator);
+    out.push_str("<ns1:message>");
+    if let Some(id) = &m.message_identifier {
+        push_elem(&mut out, "", "messageIdentifier", id);
+    }
+    push_elem(
+        &mut out,
+        "",
+        "messageServiceActivationNumber",
+        &m.activation_number,
+    );
+    push_elem(&mut out, "", "senderAddress", &m.sender_address);
+    if let Some(s) = &m.subject {
+        push_elem(&mut out, "", "subject", s);
+    }
+    let priority = if m.priority.is_empty() {
+        "Normal"
+    } else {
+        &m.priority
+    };
+    push_elem(&mut out, "", "priority", priority);
+    if let Some(t) = &m.message {
+        push_elem(&mut out, "", "message", t);
+    }
+    if let Some(d) = &m.date_time {
+        push_elem(&mut out, "", "dateTime", d);
+    }
+    out.push_str("</ns1:message></ns1:notifyMessageReception></soapenv:Body>");
+    out.push_str(ENVELOPE_CLOSE);
+    out
+}
+
+/// The gateway's answer to `notifyMessageReception`.
+pub fn encode_notify_message_reception_response() -> String {
+    let mut out = start_envelope(256);
+    out.push_str("<soapenv:Body><ns1:notifyMessageReceptionResponse xmlns:ns1=\"");
+    out.push_str(NS_MM_NOTIFICATION);
+    out.push_str("\"/></soapenv:Body>");
+    out.push_str(ENVELOPE_CLOSE);
+    out
+}
+
+/// ReceiveMessage `getMessage(messageRefIdentifier)` (gateway → SDP), with the operator's
+/// header when one is configured.
+pub fn encode_get_message(message_ref: &str, header: Option<&RequestHeader>) -> String {
+    let mut out = start_envelope(512);
+    match header {
+        Some(h) => {
+            out.push_str("<soapenv:Header>");
+            write_request_header(&mut out, h);
+            out.push_str("</soapenv:Header>");
+        }
+        None => out.push_str("<soapenv:Header/>"),
+    }
+    out.push_str("<soapenv:Body><loc:getMessage xmlns:loc=\"");
+    out.push_str(NS_MM_RECEIVE);
+    out.push_str("\">");
+    push_elem(&mut out, "loc", "messageRefIdentifier", message_ref);
+    out.push_str("</loc:getMessage></soapenv:Body>");
+    out.push_str(ENVELOPE_CLOSE);
+    out
+}
+
+/// The `messageRefIdentifier` of a `getMessage` request (the SDP side; the simulator).
+pub fn decode_get_message(xml: &[u8]) -> Result<String, SoapError> {
+    let env = Envelope::parse(xml)?;
+    let op = env.body_child()?;
+    if op.name != "getMessage" {
+        return Err(SoapError::UnexpectedBody(truncate(&op.name, 80)));
+    }
+    op.req_text("messageRefIdentifier")
+}
+
+/// `getMessageResponse`: empty; the content travels next to it as attachments.
+pub fn encode_get_message_response() -> String {
+    let mut out = start_envelope(256);
+    out.push_str("<soapenv:Body><ns1:getMessageResponse xmlns:ns1=\"");
+    out.push_str(NS_MM_RECEIVE);
+    out.push_str("\"/></soapenv:Body>");
+    out.push_str(ENVELOPE_CLOSE);
+    out
+}
+
+/// Checks the root of a `getMessage` answer: `Ok` for `getMessageResponse`, a fault as
+/// `Err(SoapError::Fault(..))`.
+pub fn decode_get_message_response(xml: &[u8]) -> Result<(), SoapError> {
+    let env = Envelope::parse(xml)?;
+    let op = env.body_child()?;
+    if op.name != "getMessageResponse" {
+        return Err(SoapError::UnexpectedBody(truncate(&op.name, 80)));
+    }
+    Ok(())
 }
 
 /// The gateway's answer to `notifyMessageDeliveryReceipt`.
@@ -209,5 +381,47 @@ mod tests {
         assert_eq!(got.correlator, "mms-0001");
         assert_eq!(got.status, DeliveryStatus::DeliveredToTerminal);
         assert!(decode_notify_message_delivery_receipt(b"<!DOCTYPE x []><x/>").is_err());
+    }
+
+    #[test]
+    fn reception_and_get_message_round_trip_and_the_sample_decodes() {
+        let r = MessageReception {
+            correlator: "mo-1".into(),
+            message: MessageReference {
+                message_identifier: Some("mm-1".into()),
+                activation_number: "tel:106580001".into(),
+                sender_address: "tel:+8613800000001".into(),
+                subject: Some("Photo & <more>".into()),
+                priority: "Normal".into(),
+                message: Some(" see this ".into()),
+                date_time: Some("2026-11-21T10:00:00+08:00".into()),
+            },
+        };
+        let xml = encode_notify_message_reception(&r);
+        assert_eq!(
+            decode_mm_notification(xml.as_bytes()).unwrap(),
+            MmNotification::Reception(r)
+        );
+        assert!(decode_notify_message_delivery_receipt(xml.as_bytes()).is_err());
+        let sample = "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body>\
+            <ns1:notifyMessageReception xmlns:ns1=\"http://www.csapi.org/schema/parlayx/multimedia_messaging/notification/v3_1/local\">\
+            <ns1:correlator>mo-mms-1</ns1:correlator><ns1:message><messageIdentifier>mm-20130618-0001</messageIdentifier>\
+            <messageServiceActivationNumber>tel:10658000</messageServiceActivationNumber>\
+            <senderAddress>tel:8613800000001</senderAddress><subject>Photo</subject><priority>Normal</priority>\
+            <dateTime>2013-06-18T10:59:33+08:00</dateTime></ns1:message></ns1:notifyMessageReception></soapenv:Body></soapenv:Envelope>";
+        let MmNotification::Reception(got) = decode_mm_notification(sample.as_bytes()).unwrap()
+        else {
+            panic!("not a reception")
+        };
+        assert_eq!(
+            got.message.message_identifier.as_deref(),
+            Some("mm-20130618-0001")
+        );
+        assert_eq!(got.message.message, None);
+        assert_eq!(got.message.subject.as_deref(), Some("Photo"));
+        let get = encode_get_message("mm-1", None);
+        assert_eq!(decode_get_message(get.as_bytes()).unwrap(), "mm-1");
+        assert!(decode_get_message_response(encode_get_message_response().as_bytes()).is_ok());
+        assert!(decode_get_message_response(get.as_bytes()).is_err());
     }
 }
