@@ -3,6 +3,7 @@
 //! comes back to the gateway; plain text still goes as SMS; the operator's size limit.
 
 mod common;
+mod mail_peers;
 
 use std::time::Duration;
 
@@ -361,4 +362,72 @@ fn mms_soap_documents_are_schema_valid() {
     let bad = body_child(&send).replace("loc:subject", "loc:title");
     let (ok, _) = schema_valid(SEND, &bad).unwrap();
     assert!(!ok, "a sendMessage with <loc:title> passed validation");
+}
+
+#[tokio::test]
+async fn a_mail_with_an_image_to_a_phone_goes_as_mms_without_a_missing_attachment_note() {
+    if mail_peers::swaks_bin().is_none() {
+        return;
+    }
+    let (h, mms) = start(|cfg| {
+        cfg.mail.listen = "127.0.0.1:0".into();
+        cfg.mail.hostname = "gw.example.org".into();
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("photo.png");
+    let photo = image("photo.png", 2000);
+    std::fs::write(&png, &photo.bytes).unwrap();
+    let pdf = dir.path().join("terms.pdf");
+    std::fs::write(&pdf, b"%PDF-1.4 fake").unwrap();
+    let (code, out) = mail_peers::swaks(
+        h.smtp.unwrap(),
+        &[
+            "--from",
+            "bob@example.com",
+            "--to",
+            "8613800000095@sms.example.org",
+            "--header",
+            "Subject: Photo",
+            "--body",
+            "see attached",
+            "--attach-type",
+            "image/png",
+            "--attach",
+            png.to_str().unwrap(),
+            "--attach-type",
+            "application/pdf",
+            "--attach",
+            pdf.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let got = wait_for(Duration::from_secs(10), "the MMS at the simulator", || {
+        let found = mms
+            .sim
+            .mms_messages()
+            .into_iter()
+            .find(|m| m.addresses == ["tel:+8613800000095"]);
+        async move { found }
+    })
+    .await;
+    let text = got
+        .parts
+        .iter()
+        .find(|p| p.content_type == "text/plain")
+        .map(|p| String::from_utf8_lossy(&p.bytes).into_owned())
+        .expect("a text part");
+    // Only the PDF, which an MMS does not carry, is named as left out.
+    assert_eq!(
+        text,
+        "Photo: see attached [1 attachment(s) not sent to the phone]"
+    );
+    let img = got
+        .parts
+        .iter()
+        .find(|p| p.content_type == "image/png")
+        .expect("the image");
+    assert_eq!(img.bytes, photo.bytes);
+    h.stop().await;
 }

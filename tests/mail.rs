@@ -767,7 +767,7 @@ async fn mail_reaches_im_users_and_groups_and_im_reaches_mail() {
     let sms = sms_to(&h, "+8613800000051", |_| true).await;
     assert_eq!(
         sms.message,
-        "Photo: see attached [1 attachment(s) not sent by SMS]"
+        "Photo: see attached [1 attachment(s) not sent to the phone]"
     );
     // Marked multimedia, the attachment kept as a part.
     assert_eq!(

@@ -706,8 +706,15 @@ impl<'a> Session<'a> {
             return "554 5.6.1 Attachments cannot be delivered to a phone; send text only".into();
         }
         let text = if to_phone {
-            let note = (attachments > 0)
-                .then(|| format!(" [{attachments} attachment(s) not sent by SMS]"));
+            // With MMS, images, audio and video reach the phone; only the rest is left out.
+            let mms = !cfg.content.mms.send_message_url.is_empty();
+            let unsent = parsed
+                .parts
+                .iter()
+                .filter(|p| !(mms && crate::content::mms::is_media(&p.content_type)))
+                .count();
+            let note =
+                (unsent > 0).then(|| format!(" [{unsent} attachment(s) not sent to the phone]"));
             parse::sms_text(&parsed, cfg.mail.sms_max_chars, note.as_deref())
         } else {
             match &parsed.subject {
