@@ -462,3 +462,94 @@ fn scan_config_errors_name_the_key() {
         );
     }
 }
+
+/// A stand-in for clamd that answers no scan until `want` scans are open at once (or
+/// `patience` has passed), so that a test can see whether scans overlap.
+struct GatedClamd {
+    addr: std::net::SocketAddr,
+    most_at_once: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl GatedClamd {
+    async fn start(want: usize, patience: Duration) -> GatedClamd {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (reached, _) = tokio::sync::watch::channel(false);
+        let reached = Arc::new(reached);
+        let (o, m) = (open.clone(), most.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (o, m, reached) = (o.clone(), m.clone(), reached.clone());
+                tokio::spawn(async move {
+                    // zINSTREAM\0, then chunks (u32 length + bytes) up to a zero length.
+                    let mut cmd = [0u8; 10];
+                    if s.read_exact(&mut cmd).await.is_err() {
+                        return;
+                    }
+                    loop {
+                        let mut len = [0u8; 4];
+                        if s.read_exact(&mut len).await.is_err() {
+                            return;
+                        }
+                        let n = u32::from_be_bytes(len) as usize;
+                        if n == 0 {
+                            break;
+                        }
+                        let mut chunk = vec![0u8; n];
+                        if s.read_exact(&mut chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                    let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.fetch_max(now, Ordering::SeqCst);
+                    if now >= want {
+                        reached.send_replace(true);
+                    }
+                    let mut rx = reached.subscribe();
+                    let _ = tokio::time::timeout(patience, rx.wait_for(|r| *r)).await;
+                    let _ = s.write_all(b"stream: OK\0").await;
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        GatedClamd {
+            addr,
+            most_at_once: most,
+        }
+    }
+}
+
+#[tokio::test]
+async fn scans_of_several_messages_run_at_the_same_time() {
+    // A scanner that answers only once four scans are open: with one scan at a time it
+    // would wait out its patience for every message and the count would stay at one.
+    let clamd = GatedClamd::start(4, Duration::from_secs(5)).await;
+    let h = Harness::start(|cfg, _| {
+        cfg.content.scan.clamd = clamd.addr.to_string();
+        cfg.content.scan.timeout_ms = 20_000;
+        cfg.content.check_concurrency = 8;
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            submit(
+                &h,
+                "im:bob@im.example.org",
+                vec![part(&format!("p{i}.png"), "image/png", b"\x89PNG clean")],
+            )
+            .await,
+        );
+    }
+    for id in &ids {
+        h.wait_state(id, 0, "sent").await;
+    }
+    let most = clamd.most_at_once.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most >= 4, "at most {most} scan(s) were open at once");
+    h.stop().await;
+}

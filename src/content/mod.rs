@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use sms::{Encoding, OverflowPolicy, Plan};
 
 /// The `[content]` section: how content is reshaped for its target.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ContentConfig {
+    /// Messages whose virus scan and spam checks run at the same time (1-1024).
+    pub check_concurrency: usize,
     /// Text to phones (`[content.sms]`).
     pub sms: SmsConfig,
     /// Virus scanning of attachments and media with clamd (`[content.scan]`).
@@ -53,10 +55,26 @@ impl Default for SmsConfig {
     }
 }
 
+impl Default for ContentConfig {
+    fn default() -> Self {
+        ContentConfig {
+            check_concurrency: 16,
+            sms: SmsConfig::default(),
+            scan: scan::ScanConfig::default(),
+            mms: mms::MmsConfig::default(),
+            spam: spam::SpamConfig::default(),
+            media: media::MediaConfig::default(),
+        }
+    }
+}
+
 impl ContentConfig {
     /// Every error, each naming its key.
     pub fn validate(&self) -> Vec<String> {
         let mut e = Vec::new();
+        if !(1..=1024).contains(&self.check_concurrency) {
+            e.push("content.check_concurrency: must be 1-1024".into());
+        }
         if !(1..=255).contains(&self.sms.max_parts) {
             e.push("content.sms.max_parts: must be 1-255".into());
         }

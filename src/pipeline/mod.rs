@@ -112,7 +112,7 @@ impl Sinks {
                 mms.send(&crate::connectors::sdp::mms::MmsRequest {
                     to: rcpt,
                     sender: d.sender.as_deref(),
-                    subject: None,
+                    subject: d.env.content.subject.as_deref(),
                     plan,
                     correlator: &correlator,
                 })
@@ -600,61 +600,113 @@ async fn process_stage(
     mut rx: mpsc::Receiver<Job>,
     txs: HashMap<Channel, mpsc::Sender<Delivery>>,
 ) {
-    let scanner = crate::content::scan::Scanner::new(&ctx.cfg.content.scan);
-    let spam = crate::content::spam::SpamCheck::new(&ctx.cfg.content.spam);
-    while let Some(mut job) = rx.recv().await {
-        metrics::counter!("switchboard_stage_processed_total", "stage" => "process").increment(1);
-        // Attachments are scanned before any recipient is routed: one verdict for all.
-        if let Some(scanner) = &scanner
-            && job.env.kind == Kind::Message
-        {
-            let env = &job.env;
-            use crate::content::scan::Decision;
-            let failure = match scanner.check(env).await {
-                Decision::Pass => None,
-                Decision::Refuse(why) => Some(SinkError::Permanent(why)),
-                Decision::Retry(why) => Some(SinkError::Transient(why)),
-            };
-            if let Some(err) = failure {
-                let reason = if err.is_transient() {
-                    "scanner_unavailable"
-                } else {
-                    "virus_found"
-                };
-                for &idx in &job.idxs {
-                    metrics::counter!("switchboard_messages_refused_total", "stage" => "process", "reason" => reason)
-                        .increment(1);
-                    ctx.settle(env, idx, Err(Settle::Sink(err.clone()))).await;
+    use futures::StreamExt;
+    let checks_cfg = Arc::new((
+        crate::content::scan::Scanner::new(&ctx.cfg.content.scan),
+        crate::content::spam::SpamCheck::new(&ctx.cfg.content.spam),
+    ));
+    let limit = ctx.cfg.content.check_concurrency.max(1);
+    // Scans and spam checks of up to `limit` messages run at once (a slow clamd or rspamd
+    // does not hold up everything behind it); messages leave the checks in arrival order.
+    let mut checks = futures::stream::FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = checks.next(), if !checks.is_empty() => {
+                if let Some(job) = done
+                    && !route(&ctx, job, &txs).await
+                {
+                    return;
                 }
-                continue;
             }
-        }
-        // Spam checks: a refusal fails every recipient; a tag changes the text sent.
-        if let Some(spam) = &spam
-            && job.env.kind == Kind::Message
-        {
-            use crate::content::spam::Verdict;
-            let failure = match spam.check(&job.env).await {
-                Verdict::Pass => None,
-                Verdict::Tag(text) => {
-                    let mut tagged = (*job.env).clone();
-                    tagged.content.text = text;
-                    job.env = Arc::new(tagged);
-                    None
-                }
-                Verdict::Refuse(why) => Some(SinkError::Permanent(why)),
-                Verdict::Retry(why) => Some(SinkError::Transient(why)),
-            };
-            if let Some(err) = failure {
-                for &idx in &job.idxs {
-                    metrics::counter!("switchboard_messages_refused_total", "stage" => "process", "reason" => "spam")
+            job = rx.recv(), if checks.len() < limit => match job {
+                Some(job) => {
+                    metrics::counter!("switchboard_stage_processed_total", "stage" => "process")
                         .increment(1);
-                    ctx.settle(&job.env, idx, Err(Settle::Sink(err.clone())))
-                        .await;
+                    checks.push_back(check(ctx.clone(), checks_cfg.clone(), job));
                 }
-                continue;
-            }
+                None => break,
+            },
         }
+    }
+    while let Some(done) = checks.next().await {
+        if let Some(job) = done
+            && !route(&ctx, job, &txs).await
+        {
+            return;
+        }
+    }
+}
+
+/// The content checks of one message: `None` when it was refused or held (every
+/// recipient settled), else the job to route (its text tagged when spam rules say so).
+async fn check(
+    ctx: Arc<Ctx>,
+    checks: Arc<(
+        Option<crate::content::scan::Scanner>,
+        Option<crate::content::spam::SpamCheck>,
+    )>,
+    mut job: Job,
+) -> Option<Job> {
+    let (scanner, spam) = &*checks;
+    // Attachments are scanned before any recipient is routed: one verdict for all.
+    if let Some(scanner) = scanner
+        && job.env.kind == Kind::Message
+    {
+        let env = &job.env;
+        use crate::content::scan::Decision;
+        let failure = match scanner.check(env).await {
+            Decision::Pass => None,
+            Decision::Refuse(why) => Some(SinkError::Permanent(why)),
+            Decision::Retry(why) => Some(SinkError::Transient(why)),
+        };
+        if let Some(err) = failure {
+            let reason = if err.is_transient() {
+                "scanner_unavailable"
+            } else {
+                "virus_found"
+            };
+            for &idx in &job.idxs {
+                metrics::counter!("switchboard_messages_refused_total", "stage" => "process", "reason" => reason)
+                    .increment(1);
+                ctx.settle(env, idx, Err(Settle::Sink(err.clone()))).await;
+            }
+            return None;
+        }
+    }
+    // Spam checks: a refusal fails every recipient; a tag changes the text sent.
+    if let Some(spam) = spam
+        && job.env.kind == Kind::Message
+    {
+        use crate::content::spam::Verdict;
+        let failure = match spam.check(&job.env).await {
+            Verdict::Pass => None,
+            Verdict::Tag(text) => {
+                let mut tagged = (*job.env).clone();
+                tagged.content.text = text;
+                job.env = Arc::new(tagged);
+                None
+            }
+            Verdict::Refuse(why) => Some(SinkError::Permanent(why)),
+            Verdict::Retry(why) => Some(SinkError::Transient(why)),
+        };
+        if let Some(err) = failure {
+            for &idx in &job.idxs {
+                metrics::counter!("switchboard_messages_refused_total", "stage" => "process", "reason" => "spam")
+                    .increment(1);
+                ctx.settle(&job.env, idx, Err(Settle::Sink(err.clone())))
+                    .await;
+            }
+            return None;
+        }
+    }
+    Some(job)
+}
+
+/// Reshapes a checked message for each recipient's channel and hands the deliveries to
+/// dispatch. `false` when dispatch has stopped.
+async fn route(ctx: &Arc<Ctx>, job: Job, txs: &HashMap<Channel, mpsc::Sender<Delivery>>) -> bool {
+    {
         let env = &job.env;
         // The SMS shape depends only on the text: worked out once for all phone recipients.
         let mut sms_shape: Option<Result<Arc<crate::content::SmsShape>, String>> = None;
@@ -747,10 +799,11 @@ async fn process_stage(
                 mms,
             };
             if tx.send(d).await.is_err() {
-                return;
+                return false;
             }
         }
     }
+    true
 }
 
 /// Waits (up to `deadline`) for the tracked tasks; names what is left if time runs out.
