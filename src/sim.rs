@@ -74,6 +74,9 @@ pub struct SimConfig {
     pub transient_error_rate: f64,
     /// Share answered with a SOAP fault PolicyException POL0001 (HTTP 500).
     pub permanent_fault_rate: f64,
+    /// Share answered with a SOAP fault ServiceException SVC0001 (HTTP 500): a temporary
+    /// error that costs the sender an attempt (counted with `transient_errors`).
+    pub service_error_rate: f64,
     /// Share of accepted messages whose receipt is DeliveryImpossible.
     pub impossible_rate: f64,
     /// POST delivery receipts at all.
@@ -95,6 +98,7 @@ impl Default for SimConfig {
             receipt_delay_ms: 50,
             transient_error_rate: 0.0,
             permanent_fault_rate: 0.0,
+            service_error_rate: 0.0,
             impossible_rate: 0.0,
             send_receipts: true,
             notify_url: None,
@@ -147,6 +151,7 @@ impl SimConfig {
             self.permanent_fault_rate,
         );
         check_rate(&mut errors, "impossible_rate", self.impossible_rate);
+        check_rate(&mut errors, "service_error_rate", self.service_error_rate);
         if let Some(url) = &self.mms_notify_url {
             check_url(&mut errors, "mms_notify_url", url);
         }
@@ -314,6 +319,7 @@ pub struct SimMessage {
 pub struct SimControl {
     pub transient_error_rate: Option<f64>,
     pub permanent_fault_rate: Option<f64>,
+    pub service_error_rate: Option<f64>,
     pub impossible_rate: Option<f64>,
     pub receipt_delay_ms: Option<u64>,
     pub send_receipts: Option<bool>,
@@ -528,6 +534,7 @@ impl Simulator {
         for (key, v) in [
             ("transient_error_rate", c.transient_error_rate),
             ("permanent_fault_rate", c.permanent_fault_rate),
+            ("service_error_rate", c.service_error_rate),
             ("impossible_rate", c.impossible_rate),
         ] {
             if let Some(v) = v {
@@ -547,6 +554,9 @@ impl Simulator {
             }
             if let Some(v) = c.permanent_fault_rate {
                 cfg.permanent_fault_rate = v;
+            }
+            if let Some(v) = c.service_error_rate {
+                cfg.service_error_rate = v;
             }
             if let Some(v) = c.impossible_rate {
                 cfg.impossible_rate = v;
@@ -708,7 +718,7 @@ async fn send_sms(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
             );
         }
     };
-    let (transient, permanent, impossible, send_receipts, delay, version, keep) = {
+    let (transient, permanent, impossible, send_receipts, delay, version, keep, service) = {
         let c = read_lock(&sim.cfg);
         (
             c.transient_error_rate,
@@ -718,6 +728,7 @@ async fn send_sms(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
             c.receipt_delay_ms,
             c.version,
             c.keep_messages,
+            c.service_error_rate,
         )
     };
     if transient > 0.0 && rand::random::<f64>() < transient {
@@ -727,6 +738,18 @@ async fn send_sms(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
             "service unavailable (simulated)",
         )
             .into_response();
+    }
+    if service > 0.0 && rand::random::<f64>() < service {
+        bump(&sim.counters.transient_errors);
+        let fault = Fault::service(
+            "SVC0001",
+            "A service error occurred. Error code is %1",
+            vec!["simulated".into()],
+        );
+        return soap_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            parlayx::encode_fault(&fault),
+        );
     }
     if permanent > 0.0 && rand::random::<f64>() < permanent {
         bump(&sim.counters.permanent_faults);

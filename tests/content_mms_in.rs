@@ -134,7 +134,7 @@ async fn a_failed_fetch_is_not_acknowledged_and_the_next_notification_is_stored(
     assert!(
         h.metrics()
             .await
-            .contains("switchboard_mms_fetch_failures_total{kind=\"transient\"}")
+            .contains("switchboard_mms_fetch_failures_total{kind=\"unavailable\"}")
     );
 
     h.sim

@@ -369,7 +369,8 @@ async fn clamd_down_fail_closed_holds_and_sends_after_it_returns() {
         cfg.content.scan.clamd = addr;
         cfg.content.scan.quarantine_dir = q;
         cfg.content.scan.timeout_ms = 2000;
-        cfg.retry.max_attempts = 10_000;
+        // Fewer than the looks it will take: waiting for clamd spends no attempt.
+        cfg.retry.max_attempts = 2;
     })
     .await;
     clamd.stop();
@@ -379,15 +380,24 @@ async fn clamd_down_fail_closed_holds_and_sends_after_it_returns() {
         vec![part("photo.png", "image/png", b"\x89PNG clean")],
     )
     .await;
-    // Held: back in the store for a retry, with the reason; nothing sent.
+    // Held: back in the store for a retry, with the reason, looked at again and again
+    // without spending an attempt; nothing sent.
     let m = wait_for(
         Duration::from_secs(15),
-        "a retry for the scanner",
+        "several looks while the scanner is down",
         || async {
             let m = h.message(&id).await;
             let r = &m["recipients"][0];
-            (r["state"] == "retry"
-                && r["attempts"].as_u64().is_some_and(|a| a >= 2)
+            let looks = h
+                .metrics()
+                .await
+                .lines()
+                .find_map(|l| l.strip_prefix("switchboard_scan_total{outcome=\"unavailable\"} "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            (looks >= 3.0
+                && r["state"] == "retry"
+                && r["attempts"] == 0
                 && r["last_error"]
                     .as_str()
                     .is_some_and(|e| e.contains("scanner_unavailable")))

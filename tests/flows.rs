@@ -213,7 +213,7 @@ async fn mo_without_any_route_goes_to_the_default_route() {
 
 #[tokio::test]
 async fn transient_sdp_errors_are_retried_until_it_recovers() {
-    let h = Harness::start(|_, sim| sim.transient_error_rate = 1.0).await;
+    let h = Harness::start(|_, sim| sim.service_error_rate = 1.0).await;
     let mut ids = Vec::new();
     for i in 0..20 {
         ids.push(
@@ -221,13 +221,13 @@ async fn transient_sdp_errors_are_retried_until_it_recovers() {
                 .await,
         );
     }
-    // Every message has been refused at least once (503) before the SDP recovers.
+    // Every message has been refused at least once (SVC0001) before the SDP recovers.
     wait_for(Duration::from_secs(10), "20 refusals", || {
         let n = h.sim.sim.stats().transient_errors;
         async move { (n >= 20).then_some(()) }
     })
     .await;
-    h.sim.control(json!({"transient_error_rate": 0.0})).await;
+    h.sim.control(json!({"service_error_rate": 0.0})).await;
     for id in &ids {
         let m = h.wait_state(id, 0, "delivered").await;
         let attempts = m["recipients"][0]["attempts"].as_u64().unwrap();
@@ -239,6 +239,44 @@ async fn transient_sdp_errors_are_retried_until_it_recovers() {
         h.metrics()
             .await
             .contains("switchboard_retries_total{channel=\"sms\"}")
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_sdp_outage_longer_than_the_attempts_allow_loses_nothing() {
+    // Two attempts allowed; the SDP answers 503 far more often than that. "Unavailable"
+    // spends no attempt: the message waits, then goes out when the SDP is back.
+    let h = Harness::start(|cfg, sim| {
+        cfg.retry.max_attempts = 2;
+        sim.transient_error_rate = 1.0;
+    })
+    .await;
+    let id = h
+        .submit_ok(sms("sms:+8613800000007", "through the outage"))
+        .await;
+    wait_for(Duration::from_secs(15), "six refusals", || {
+        let n = h.sim.sim.stats().transient_errors;
+        async move { (n >= 6).then_some(()) }
+    })
+    .await;
+    let m = h.message(&id).await;
+    // Waiting (or claimed for its next look), never failed, no attempt spent.
+    let state = m["recipients"][0]["state"].as_str().unwrap_or("");
+    assert!(state == "retry" || state == "queued", "{m}");
+    assert_eq!(m["recipients"][0]["attempts"], 0, "{m}");
+    let err = m["recipients"][0]["last_error"].as_str().unwrap_or("");
+    assert!(
+        err.starts_with("unavailable: SDP answered HTTP 503"),
+        "{err}"
+    );
+    h.sim.control(json!({"transient_error_rate": 0.0})).await;
+    let m = h.wait_state(&id, 0, "delivered").await;
+    assert_eq!(m["recipients"][0]["attempts"], 1, "{m}");
+    assert!(
+        h.metrics()
+            .await
+            .contains("switchboard_deferred_total{channel=\"sms\"}")
     );
     h.stop().await;
 }

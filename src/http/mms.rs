@@ -20,7 +20,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::connectors::SinkError;
 use crate::connectors::sdp::parlayx::mms::{
     MessageReception, MmNotification, decode_mm_notification,
     encode_notify_message_delivery_receipt_response, encode_notify_message_reception_response,
@@ -118,10 +117,7 @@ async fn reception(
             Some(client) => match client.get_message(id).await {
                 Ok(parts) => parts,
                 Err(e) => {
-                    let kind = match e {
-                        SinkError::Transient(_) => "transient",
-                        SinkError::Permanent(_) => "permanent",
-                    };
+                    let kind = e.kind();
                     metrics::counter!("switchboard_mms_fetch_failures_total", "kind" => kind)
                         .increment(1);
                     tracing::warn!(message_ref = %id, from = %m.sender_address, error = %e, "cannot fetch a received MMS; the SDP is asked to notify again");

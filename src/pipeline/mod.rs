@@ -297,6 +297,39 @@ impl Ctx {
                     status: None,
                 }
             }
+            Err(Settle::Sink(SinkError::Unavailable(e))) => {
+                // Nothing was tried with this message: no attempt is spent. The wait grows
+                // with the message's age (a quarter of it, within the backoff bounds), so
+                // a long outage is not hammered, and ends with the time to live.
+                let next = now + unavailable_backoff_ms(&self.cfg, now - env.created_at) as i64;
+                if next > env.expires_at {
+                    metrics::counter!("switchboard_messages_failed_total", "channel" => channel, "reason" => "expired")
+                        .increment(1);
+                    Outcome {
+                        state: State::Expired,
+                        attempts,
+                        next_attempt_at: 0,
+                        last_error: Some(format!(
+                            "time to live runs out before the next attempt: {e}"
+                        )),
+                        remote_id: None,
+                        final_word: true,
+                        status: None,
+                    }
+                } else {
+                    metrics::counter!("switchboard_deferred_total", "channel" => channel)
+                        .increment(1);
+                    Outcome {
+                        state: State::Retry,
+                        attempts,
+                        next_attempt_at: next,
+                        last_error: Some(format!("unavailable: {e}")),
+                        remote_id: None,
+                        final_word: false,
+                        status: None,
+                    }
+                }
+            }
             Err(Settle::Sink(SinkError::Transient(e))) => {
                 let attempts = attempts + 1;
                 let next = now + backoff_ms(&self.cfg, attempts) as i64;
@@ -385,6 +418,15 @@ pub fn backoff_ms(cfg: &Config, attempt: u32) -> u64 {
         .initial_backoff_ms
         .saturating_mul(1u64 << (attempt.saturating_sub(1)).min(30))
         .min(cfg.retry.max_backoff_ms);
+    let half = base / 2;
+    half + rand::rng().random_range(0..=base - half)
+}
+
+/// The wait before looking again at a message whose peer was unavailable: a quarter of its
+/// age, within `[initial_backoff_ms, max_backoff_ms]`, then a random point in its upper half.
+pub fn unavailable_backoff_ms(cfg: &Config, age_ms: i64) -> u64 {
+    let base = (u64::try_from(age_ms).unwrap_or(0) / 4)
+        .clamp(cfg.retry.initial_backoff_ms, cfg.retry.max_backoff_ms);
     let half = base / 2;
     half + rand::rng().random_range(0..=base - half)
 }
@@ -658,7 +700,7 @@ async fn check(
         let failure = match scanner.check(env).await {
             Decision::Pass => None,
             Decision::Refuse(why) => Some(SinkError::Permanent(why)),
-            Decision::Retry(why) => Some(SinkError::Transient(why)),
+            Decision::Retry(why) => Some(SinkError::Unavailable(why)),
         };
         if let Some(err) = failure {
             let reason = if err.is_transient() {
@@ -688,7 +730,7 @@ async fn check(
                 None
             }
             Verdict::Refuse(why) => Some(SinkError::Permanent(why)),
-            Verdict::Retry(why) => Some(SinkError::Transient(why)),
+            Verdict::Retry(why) => Some(SinkError::Unavailable(why)),
         };
         if let Some(err) = failure {
             for &idx in &job.idxs {

@@ -34,7 +34,7 @@ impl managed::Manager for Manager {
     async fn create(&self) -> Result<AsyncSmtpConnection, SinkError> {
         let connect = async {
             let io = |e: std::io::Error| {
-                SinkError::Transient(format!(
+                SinkError::Unavailable(format!(
                     "cannot connect to the smarthost {}:{}: {e}",
                     self.host, self.port
                 ))
@@ -56,7 +56,7 @@ impl managed::Manager for Manager {
         };
         match tokio::time::timeout(self.timeout, connect).await {
             Ok(r) => r,
-            Err(_) => Err(SinkError::Transient(
+            Err(_) => Err(SinkError::Unavailable(
                 "connecting to the smarthost timed out".into(),
             )),
         }
@@ -165,7 +165,7 @@ impl SmtpClient {
             let mut conn = self.pool.get().await.map_err(|e| match e {
                 PoolError::Backend(e) => e,
                 PoolError::Timeout(_) => {
-                    SinkError::Transient("no smarthost connection became free in time".into())
+                    SinkError::Unavailable("no smarthost connection became free in time".into())
                 }
                 other => SinkError::Transient(format!("smarthost pool: {other}")),
             })?;

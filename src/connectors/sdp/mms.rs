@@ -87,8 +87,7 @@ impl MmsClient {
         let result = self.post(content_type, body).await;
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(SinkError::Transient(_)) => "transient",
-            Err(SinkError::Permanent(_)) => "permanent",
+            Err(e) => e.kind(),
         };
         metrics::histogram!("switchboard_sdp_request_duration_seconds", "operation" => "sendMessage", "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
@@ -141,8 +140,7 @@ impl ReceiveClient {
         let result = self.fetch(soap).await;
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(SinkError::Transient(_)) => "transient",
-            Err(SinkError::Permanent(_)) => "permanent",
+            Err(e) => e.kind(),
         };
         metrics::histogram!("switchboard_sdp_request_duration_seconds", "operation" => "getMessage", "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());

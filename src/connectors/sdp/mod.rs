@@ -2,8 +2,10 @@
 //!
 //! Classification of results (decides retry vs failure report):
 //! - HTTP 2xx with a `sendSmsResponse`: sent; its `result` is kept as the remote id.
-//! - A SOAP fault `SVC0001` (service error), HTTP 5xx without a fault, timeouts, refused
-//!   or reset connections: temporary.
+//! - A SOAP fault `SVC0001` (service error), HTTP 5xx without a fault, timeouts, reset
+//!   connections: temporary (an attempt is spent).
+//! - A refused or unmade connection, HTTP 503 or 429 without a fault: unavailable (the SDP
+//!   did not take the request; the message waits without spending an attempt).
 //! - Any `POLxxxx` fault and every other `SVCxxxx` fault, other 4xx: permanent.
 
 pub mod mms;
@@ -87,8 +89,7 @@ impl SdpClient {
         let result = self.post(body).await;
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(SinkError::Transient(_)) => "transient",
-            Err(SinkError::Permanent(_)) => "permanent",
+            Err(e) => e.kind(),
         };
         metrics::histogram!("switchboard_sdp_request_duration_seconds", "operation" => "sendSms", "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
@@ -183,6 +184,13 @@ pub(crate) fn classify_answer(
     let answered = || format!("SDP answered HTTP {}", status.as_u16());
     match parlayx::decode_fault(body) {
         Ok(f) => Err(classify_fault(&f)),
+        // "Not now" from the SDP itself (or a proxy before it): the request was not taken.
+        Err(_)
+            if status == http::StatusCode::SERVICE_UNAVAILABLE
+                || status == http::StatusCode::TOO_MANY_REQUESTS =>
+        {
+            Err(SinkError::Unavailable(answered()))
+        }
         Err(_)
             if status.is_server_error()
                 || status == http::StatusCode::TOO_MANY_REQUESTS
