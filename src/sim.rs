@@ -636,9 +636,19 @@ async fn post_soap(
     url: &str,
     body: Bytes,
 ) -> Result<(StatusCode, String), reqwest::Error> {
+    post_typed(client, url, parlayx::CONTENT_TYPE, body).await
+}
+
+/// POSTs a SOAP request (plain or with attachments) and reads the answer.
+async fn post_typed(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> Result<(StatusCode, String), reqwest::Error> {
     let resp = client
         .post(url)
-        .header(header::CONTENT_TYPE, parlayx::CONTENT_TYPE)
+        .header(header::CONTENT_TYPE, content_type)
         .header("SOAPAction", "\"\"")
         .body(body)
         .send()
@@ -731,13 +741,8 @@ async fn send_sms(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
             c.service_error_rate,
         )
     };
-    if transient > 0.0 && rand::random::<f64>() < transient {
-        bump(&sim.counters.transient_errors);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service unavailable (simulated)",
-        )
-            .into_response();
+    if let Some(refused) = simulated_503(&sim, transient) {
+        return refused;
     }
     if service > 0.0 && rand::random::<f64>() < service {
         bump(&sim.counters.transient_errors);
@@ -880,13 +885,34 @@ async fn mo(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
         &tel(&req.to),
         Some(&now),
     );
-    match post_soap(&sim.client, &url, Bytes::from(xml)).await {
+    let sent = post_soap(&sim.client, &url, Bytes::from(xml)).await;
+    mo_answer(&sim, sent, serde_json::json!({ "correlator": correlator }))
+}
+
+/// With probability `rate`: a 503 answer (counted as a transient error).
+fn simulated_503(sim: &Simulator, rate: f64) -> Option<Response> {
+    (rate > 0.0 && rand::random::<f64>() < rate).then(|| {
+        bump(&sim.counters.transient_errors);
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service unavailable (simulated)",
+        )
+            .into_response()
+    })
+}
+
+/// The answer of `/sim/mo` and `/sim/mo-mms`: what the gateway said to the notification
+/// (`ok` plus the status when it took it, else 502 with its status and answer).
+fn mo_answer(
+    sim: &Simulator,
+    sent: Result<(StatusCode, String), reqwest::Error>,
+    mut ok: serde_json::Value,
+) -> Response {
+    match sent {
         Ok((status, _)) if status.is_success() => {
             bump(&sim.counters.mo_sent);
-            json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "status": status.as_u16(), "correlator": correlator }),
-            )
+            ok["status"] = status.as_u16().into();
+            json_response(StatusCode::OK, &ok)
         }
         Ok((status, text)) => {
             bump(&sim.counters.mo_failed);

@@ -297,43 +297,29 @@ impl Ctx {
                     status: None,
                 }
             }
-            Err(Settle::Sink(SinkError::Unavailable(e))) => {
-                // Nothing was tried with this message: no attempt is spent. The wait grows
-                // with the message's age (a quarter of it, within the backoff bounds), so
-                // a long outage is not hammered, and ends with the time to live.
-                let next = now + unavailable_backoff_ms(&self.cfg, now - env.created_at) as i64;
-                if next > env.expires_at {
-                    metrics::counter!("switchboard_messages_failed_total", "channel" => channel, "reason" => "expired")
-                        .increment(1);
-                    Outcome {
-                        state: State::Expired,
+            Err(Settle::Sink(err)) => {
+                // Temporary: an attempt is spent and the wait doubles. Unavailable: nothing
+                // was tried with this message, so no attempt is spent; the wait grows with
+                // the message's age (a quarter of it, within the backoff bounds), so a long
+                // outage is not hammered, and only the time to live ends it.
+                let unavailable = matches!(err, SinkError::Unavailable(_));
+                let (attempts, next) = if unavailable {
+                    let age = now - env.created_at;
+                    (
                         attempts,
-                        next_attempt_at: 0,
-                        last_error: Some(format!(
-                            "time to live runs out before the next attempt: {e}"
-                        )),
-                        remote_id: None,
-                        final_word: true,
-                        status: None,
-                    }
+                        now + unavailable_backoff_ms(&self.cfg, age) as i64,
+                    )
                 } else {
-                    metrics::counter!("switchboard_deferred_total", "channel" => channel)
-                        .increment(1);
-                    Outcome {
-                        state: State::Retry,
-                        attempts,
-                        next_attempt_at: next,
-                        last_error: Some(format!("unavailable: {e}")),
-                        remote_id: None,
-                        final_word: false,
-                        status: None,
-                    }
-                }
-            }
-            Err(Settle::Sink(SinkError::Transient(e))) => {
-                let attempts = attempts + 1;
-                let next = now + backoff_ms(&self.cfg, attempts) as i64;
-                if attempts >= self.cfg.retry.max_attempts {
+                    (
+                        attempts + 1,
+                        now + backoff_ms(&self.cfg, attempts + 1) as i64,
+                    )
+                };
+                let e = match err {
+                    SinkError::Unavailable(e) => format!("unavailable: {e}"),
+                    SinkError::Transient(e) | SinkError::Permanent(e) => e,
+                };
+                if !unavailable && attempts >= self.cfg.retry.max_attempts {
                     metrics::counter!("switchboard_messages_failed_total", "channel" => channel, "reason" => "attempts")
                         .increment(1);
                     Outcome {
@@ -360,8 +346,13 @@ impl Ctx {
                         status: None,
                     }
                 } else {
-                    metrics::counter!("switchboard_retries_total", "channel" => channel)
-                        .increment(1);
+                    if unavailable {
+                        metrics::counter!("switchboard_deferred_total", "channel" => channel)
+                            .increment(1);
+                    } else {
+                        metrics::counter!("switchboard_retries_total", "channel" => channel)
+                            .increment(1);
+                    }
                     Outcome {
                         state: State::Retry,
                         attempts,

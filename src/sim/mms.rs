@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::{
-    MAX_ERROR_BODY, ReceiptJob, Simulator, bad_json, bump, json_response, lock, read_lock,
-    soap_response, tel, truncate,
+    ReceiptJob, Simulator, bad_json, bump, json_response, lock, mo_answer, post_typed, read_lock,
+    simulated_503, soap_response, tel, truncate,
 };
 use crate::connectors::sdp::parlayx::mms::{
     MessageReception, MessageReference, decode_get_message, decode_send_message,
@@ -135,13 +135,8 @@ pub(super) async fn send_message(
             c.keep_messages,
         )
     };
-    if transient > 0.0 && rand::random::<f64>() < transient {
-        bump(&sim.counters.transient_errors);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service unavailable (simulated)",
-        )
-            .into_response();
+    if let Some(refused) = simulated_503(&sim, transient) {
+        return refused;
     }
     let request_id = sim.next_request_id();
     if send_receipts && let Some(rr) = &req.receipt_request {
@@ -242,46 +237,12 @@ pub(super) async fn mo(State(sim): State<Arc<Simulator>>, body: Bytes) -> Respon
         });
         (parlayx::CONTENT_TYPE.to_string(), soap.into_bytes())
     };
-    let sent = sim
-        .client
-        .post(&url)
-        .header(header::CONTENT_TYPE, content_type)
-        .header("SOAPAction", "\"\"")
-        .body(body)
-        .send()
-        .await;
-    match sent {
-        Ok(resp) if resp.status().is_success() => {
-            bump(&sim.counters.mo_sent);
-            json_response(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "status": resp.status().as_u16(),
-                    "correlator": correlator,
-                    "message_identifier": id,
-                }),
-            )
-        }
-        Ok(resp) => {
-            bump(&sim.counters.mo_failed);
-            let status = resp.status().as_u16();
-            let text = resp.text().await.unwrap_or_default();
-            json_response(
-                StatusCode::BAD_GATEWAY,
-                &serde_json::json!({
-                    "status": status,
-                    "body": truncate(&text, MAX_ERROR_BODY),
-                }),
-            )
-        }
-        Err(e) => {
-            bump(&sim.counters.mo_failed);
-            json_response(
-                StatusCode::BAD_GATEWAY,
-                &serde_json::json!({ "status": null, "error": e.to_string() }),
-            )
-        }
-    }
+    let sent = post_typed(&sim.client, &url, &content_type, body).await;
+    mo_answer(
+        &sim,
+        sent,
+        serde_json::json!({ "correlator": correlator, "message_identifier": id }),
+    )
 }
 
 pub(super) async fn get_message(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
@@ -293,13 +254,8 @@ pub(super) async fn get_message(State(sim): State<Arc<Simulator>>, body: Bytes) 
         Err(e) => return bad(e.to_string()),
     };
     let transient = read_lock(&sim.cfg).transient_error_rate;
-    if transient > 0.0 && rand::random::<f64>() < transient {
-        bump(&sim.counters.transient_errors);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service unavailable (simulated)",
-        )
-            .into_response();
+    if let Some(refused) = simulated_503(&sim, transient) {
+        return refused;
     }
     let found = lock(&sim.mms_inbox)
         .iter()
