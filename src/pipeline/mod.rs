@@ -638,6 +638,17 @@ async fn process_stage(
         crate::content::scan::Scanner::new(&ctx.cfg.content.scan),
         crate::content::spam::SpamCheck::new(&ctx.cfg.content.spam),
     ));
+    // Nothing to check: straight to routing, as before the checks existed.
+    if checks_cfg.0.is_none() && checks_cfg.1.is_none() {
+        while let Some(job) = rx.recv().await {
+            metrics::counter!("switchboard_stage_processed_total", "stage" => "process")
+                .increment(1);
+            if !route(&ctx, job, &txs).await {
+                return;
+            }
+        }
+        return;
+    }
     let limit = ctx.cfg.content.check_concurrency.max(1);
     // Scans and spam checks of up to `limit` messages run at once (a slow clamd or rspamd
     // does not hold up everything behind it); messages leave the checks in arrival order.

@@ -4,7 +4,7 @@
 //! is sent (its `result` kept as the remote id), SVC0001 / 5xx / transport trouble is
 //! temporary, other faults and 4xx are permanent. The response body is read with a bound.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 
@@ -13,7 +13,7 @@ use super::parlayx::mms::{
     encode_send_message,
 };
 use super::parlayx::{self, ReceiptRequest, RequestHeader};
-use super::{classify_answer, post_soap, post_soap_bounded};
+use super::{classify_answer, post_soap, post_soap_bounded, timed};
 use crate::config::SdpConfig;
 use crate::connectors::{Sent, SinkError};
 use crate::content::mms::{MmsPlan, RelatedPart, build_related, parse_related};
@@ -83,15 +83,7 @@ impl MmsClient {
         let soap = self.envelope(req);
         let boundary = format!("sb-mms-{:016x}", rand::rng().random::<u64>());
         let (content_type, body) = build_related(&soap, &req.plan.text, &req.plan.parts, &boundary);
-        let started = Instant::now();
-        let result = self.post(content_type, body).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.kind(),
-        };
-        metrics::histogram!("switchboard_sdp_request_duration_seconds", "operation" => "sendMessage", "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
-        result
+        timed("sendMessage", self.post(content_type, body)).await
     }
 
     async fn post(&self, content_type: String, body: Vec<u8>) -> Result<Sent, SinkError> {
@@ -136,15 +128,7 @@ impl ReceiveClient {
             RequestHeader::with_password(&h.sp_id, &h.password, &h.service_id, &ts, "", "")
         });
         let soap = encode_get_message(message_ref, header.as_ref());
-        let started = Instant::now();
-        let result = self.fetch(soap).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.kind(),
-        };
-        metrics::histogram!("switchboard_sdp_request_duration_seconds", "operation" => "getMessage", "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
-        result
+        timed("getMessage", self.fetch(soap)).await
     }
 
     async fn fetch(&self, soap: String) -> Result<Vec<RelatedPart>, SinkError> {

@@ -85,15 +85,7 @@ impl SdpClient {
     /// Sends one SMS; `Ok` carries the SDP's request id.
     pub async fn send(&self, req: &SmsRequest<'_>) -> Result<Sent, SinkError> {
         let body = self.encode(req);
-        let started = Instant::now();
-        let result = self.post(body).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.kind(),
-        };
-        metrics::histogram!("switchboard_sdp_request_duration_seconds", "operation" => "sendSms", "outcome" => outcome)
-            .record(started.elapsed().as_secs_f64());
-        result
+        timed("sendSms", self.post(body)).await
     }
 
     async fn post(&self, body: String) -> Result<Sent, SinkError> {
@@ -106,6 +98,23 @@ impl SdpClient {
         .await?;
         classify_response(status, &answer)
     }
+}
+
+/// Runs one SDP request, recording its duration by operation and outcome
+/// (`switchboard_sdp_request_duration_seconds`).
+pub(crate) async fn timed<T>(
+    operation: &'static str,
+    request: impl std::future::Future<Output = Result<T, SinkError>>,
+) -> Result<T, SinkError> {
+    let started = Instant::now();
+    let result = request.await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    metrics::histogram!("switchboard_sdp_request_duration_seconds", "operation" => operation, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
 }
 
 /// POSTs one SOAP request to the SDP and reads its answer, at most `MAX_RESPONSE` bytes.
