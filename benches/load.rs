@@ -143,7 +143,10 @@ async fn start_in_process(sync: &str) -> Result<(String, String, InProcess), Str
         name: "load".into(),
         token: IN_PROCESS_TOKEN.into(),
         senders: vec!["im:*".into()],
+        submit_rate: 0,
+        ..ClientConfig::default()
     }];
+    cfg.limits.recipient_daily_max = 0;
     cfg.store.path = dir.path().join("switchboard.db");
     cfg.store.synchronous = sync.into();
     cfg.im.domains = vec!["im.example.org".into()];

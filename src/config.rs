@@ -35,6 +35,12 @@ pub struct Config {
     /// webhook.
     pub xmpp: Option<crate::connectors::xmpp::XmppConfig>,
     pub directory: DirectoryConfig,
+    /// Abuse ceilings: destination policy and per-recipient daily cap.
+    pub limits: crate::pipeline::limits::LimitsConfig,
+    /// The operator's admin API (its token).
+    pub admin: crate::http::admin::AdminConfig,
+    /// How long finished messages, reports, media and idle reply routes are kept.
+    pub retention: crate::store::retention::RetentionConfig,
     /// Content reshaping and checks on the way to the target (SMS parts policy).
     pub content: crate::content::ContentConfig,
     /// The built-in SDP simulator, run inside the gateway process (local trial).
@@ -58,6 +64,9 @@ impl Default for Config {
             mail: MailConfig::default(),
             xmpp: None,
             directory: DirectoryConfig::default(),
+            limits: Default::default(),
+            admin: Default::default(),
+            retention: Default::default(),
             content: crate::content::ContentConfig::default(),
             simulator: EmbeddedSim::default(),
             log: LogConfig::default(),
@@ -98,15 +107,39 @@ impl Default for HttpConfig {
 }
 
 /// An API client.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientConfig {
     pub name: String,
     /// The bearer token (`Authorization: Bearer <token>`).
     pub token: String,
-    /// Sender address patterns this client may use as `from`; one `*` wildcard allowed
-    /// (`im:*@im.example.org`, `app:wx1234`).
+    /// A file holding the token (its first line), instead of `token`: keeps the secret out
+    /// of the config file.
+    pub token_file: Option<PathBuf>,
+    /// Sender address patterns this client may use as `from`, matched against the parsed
+    /// address (`im:*@im.example.org`: any user of that domain, whatever the resource;
+    /// `mail:*@example.com`; `sms:+86*`; `app:wx1234`; see `address::SenderPattern`).
     pub senders: Vec<String>,
+    /// Most recipients in one submission (after group expansion), at most 1000.
+    pub max_recipients: usize,
+    /// Submissions per second this client may make (0: no limit); bursts up to
+    /// `submit_burst`. Over it: `429 rate_limited` with `Retry-After`.
+    pub submit_rate: u32,
+    pub submit_burst: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            name: String::new(),
+            token: String::new(),
+            token_file: None,
+            senders: Vec::new(),
+            max_recipients: 100,
+            submit_rate: 100,
+            submit_burst: 200,
+        }
+    }
 }
 
 /// The durable store.
@@ -151,6 +184,9 @@ pub struct QueueConfig {
     pub process: usize,
     /// process → dispatch, per channel.
     pub dispatch: usize,
+    /// Most bytes of message content inside the stages at once, whatever the counts allow;
+    /// over it the receive side answers "try later" (HTTP 503, SMTP 451, SOAP SVC0001).
+    pub max_bytes: usize,
 }
 
 impl Default for QueueConfig {
@@ -159,6 +195,7 @@ impl Default for QueueConfig {
             auth: 2048,
             process: 2048,
             dispatch: 2048,
+            max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -339,16 +376,37 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Parses and validates TOML text.
+    /// Parses and validates TOML text; secrets named by `*_file` keys are read in.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config =
+        let mut cfg: Config =
             toml::from_str(text).map_err(|e| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
-        let errors = cfg.validate();
+        let mut errors = cfg.read_secret_files();
+        errors.extend(cfg.validate());
         if errors.is_empty() {
             Ok(cfg)
         } else {
             Err(ConfigError::Invalid(errors))
         }
+    }
+
+    /// Reads the tokens kept in files (`token_file`) into their `token`.
+    pub fn read_secret_files(&mut self) -> Vec<String> {
+        let mut e = Vec::new();
+        for (i, c) in self.http.clients.iter_mut().enumerate() {
+            if let Some(path) = &c.token_file {
+                match read_secret(path) {
+                    Ok(t) => c.token = t,
+                    Err(why) => e.push(format!("http.clients[{i}].token_file: {why}")),
+                }
+            }
+        }
+        if let Some(path) = &self.admin.token_file {
+            match read_secret(path) {
+                Ok(t) => self.admin.token = t,
+                Err(why) => e.push(format!("admin.token_file: {why}")),
+            }
+        }
+        e
     }
 
     /// Every problem, each naming its key.
@@ -395,13 +453,25 @@ impl Config {
                 ));
             }
             for (j, s) in c.senders.iter().enumerate() {
-                if s.matches('*').count() > 1 {
-                    e.push(format!("{key}.senders[{j}]: at most one '*' wildcard"));
-                } else if !s.contains('*') && Address::parse_user(s).is_err() {
-                    e.push(format!("{key}.senders[{j}]: {s:?} is not an address"));
+                if let Err(why) = crate::address::SenderPattern::parse(s) {
+                    e.push(format!("{key}.senders[{j}]: {why}"));
                 }
             }
+            if !(1..=1000).contains(&c.max_recipients) {
+                e.push(format!("{key}.max_recipients: must be 1-1000"));
+            }
+            if c.submit_rate > 0 && c.submit_burst < 1 {
+                e.push(format!("{key}.submit_burst: must be at least 1"));
+            }
+            if !self.admin.token.is_empty() && c.token == self.admin.token {
+                e.push(format!(
+                    "{key}.token: the admin token may not also be a client's token"
+                ));
+            }
         }
+        e.extend(self.admin.validate());
+        e.extend(self.limits.validate());
+        e.extend(self.retention.validate());
         if self.store.backend != "sqlite" {
             e.push(format!(
                 "store.backend: {:?} is not supported (sqlite)",
@@ -423,6 +493,9 @@ impl Config {
         positive(&mut e, "queues.auth", self.queues.auth);
         positive(&mut e, "queues.process", self.queues.process);
         positive(&mut e, "queues.dispatch", self.queues.dispatch);
+        if self.queues.max_bytes < 1024 * 1024 {
+            e.push("queues.max_bytes: must be at least 1048576 (1 MiB)".into());
+        }
         if self.retry.max_attempts == 0 {
             e.push("retry.max_attempts: must be at least 1".into());
         }
@@ -536,6 +609,16 @@ impl Config {
             None => format!("http://{bound}"),
         }
     }
+}
+
+/// A secret kept in a file: its first line, trimmed; never empty.
+fn read_secret(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(format!("{path:?} is empty"));
+    }
+    Ok(token)
 }
 
 fn positive(e: &mut Vec<String>, key: &str, v: usize) {

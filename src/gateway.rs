@@ -6,7 +6,6 @@
 //! stages drain within `drain_timeout_secs`, what is left is logged (it stays in the store
 //! and goes out after the next start), and `run` returns.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,6 +159,11 @@ pub async fn run(
         },
     };
     let ctx = Arc::new(Ctx::new(cfg.clone(), store.clone(), ids));
+    aux.spawn(crate::store::retention::run(
+        store.clone(),
+        cfg.retention.clone(),
+        aux_stop.clone(),
+    ));
     let tracker = TaskTracker::new();
     let stages_stop = CancellationToken::new();
     let (intake, depths) = pipeline::start(ctx, sinks, &tracker, stages_stop.clone());
@@ -197,17 +201,11 @@ pub async fn run(
         }));
     }
 
-    let clients: HashMap<_, _> = cfg
-        .http
-        .clients
-        .iter()
-        .map(|c| (c.token.clone(), c.clone()))
-        .collect();
     let state = Arc::new(AppState {
         cfg: cfg.clone(),
         intake,
         depths: depths.clone(),
-        clients,
+        callers: crate::http::auth::Callers::new(&cfg),
         metrics,
         shutdown: shutdown.clone(),
         ready,

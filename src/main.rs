@@ -47,6 +47,16 @@ enum Command {
         #[arg(long)]
         notify_url: Option<String>,
     },
+    /// Remove everything the store holds about one address (messages it sent, messages
+    /// only it received, its recipient entries, reports and reply route). With the gateway
+    /// running, the admin API's `POST /admin/v1/erase` does the same and also clears the
+    /// gateway's caches.
+    Erase {
+        /// The address, e.g. `sms:+8613800000000` or `im:alice@im.example.org`.
+        address: String,
+        #[arg(short, long, default_value = "config/switchboard.toml")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +72,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Erase { address, config } => erase(&config, &address),
         Command::Run { config } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
@@ -138,6 +149,49 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+fn erase(config: &std::path::Path, address: &str) -> ExitCode {
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", config.display());
+            return ExitCode::from(2);
+        }
+    };
+    let addr = match switchboard::address::Address::parse_user(address) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    block_on(async move {
+        let ids = std::sync::Arc::new(switchboard::message::IdGen::new(cfg.node_id));
+        let ttl = (cfg.retry.ttl_secs as i64) * 1000;
+        let store = match switchboard::store::Store::open(&cfg.store, ids, ttl) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("store: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = store.erase(&addr).await;
+        store.close().await;
+        match result {
+            Ok(d) => {
+                println!(
+                    "erased {addr}: {} message(s), {} recipient entries, {} report(s), {} reply route(s)",
+                    d.messages, d.recipients, d.reports, d.reply_routes
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("erase failed: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {

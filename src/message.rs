@@ -21,7 +21,7 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-const EPOCH_2024_MS: i64 = 1_704_067_200_000;
+pub(crate) const EPOCH_2024_MS: i64 = 1_704_067_200_000;
 
 /// Generates time-ordered ids: 41 bits of milliseconds since 2024, 10 bits of node id,
 /// 12 bits of sequence (4,096 ids per millisecond; more borrow from the next millisecond).

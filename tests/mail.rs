@@ -856,7 +856,7 @@ async fn a_mail_acknowledged_before_kill_9_is_delivered_after_restart() {
             async move {
                 let m: serde_json::Value = reqwest::Client::new()
                     .get(&url)
-                    .bearer_auth(TOKEN)
+                    .bearer_auth(ADMIN_TOKEN)
                     .send()
                     .await
                     .ok()?

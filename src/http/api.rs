@@ -5,18 +5,16 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::auth::{Caller, refused};
 use super::{ApiError, AppState};
-use crate::address::{Address, matches_pattern};
-use crate::config::ClientConfig;
-use crate::message::{Content, Envelope, Kind, MsgId, Part, Recipient, now_ms};
+use crate::address::Address;
+use crate::message::{Content, Envelope, Kind, MsgId, Part, Recipient, RecipientId, now_ms};
 use crate::pipeline::SubmitError;
 
-/// Most recipients in one submission.
-const MAX_RECIPIENTS: usize = 1000;
 const MAX_CLIENT_REF: usize = 256;
 
 #[derive(Deserialize)]
@@ -37,25 +35,6 @@ struct SubmitBody {
     report_url: Option<String>,
 }
 
-fn client<'a>(st: &'a AppState, headers: &HeaderMap) -> Result<&'a ClientConfig, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let unauthorized = || {
-        metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => "unauthorized")
-            .increment(1);
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or unknown bearer token",
-        )
-    };
-    let token = token.ok_or_else(unauthorized)?;
-    st.clients.get(token).ok_or_else(unauthorized)
-}
-
 fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => code)
         .increment(1);
@@ -67,7 +46,31 @@ pub(super) async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let client = client(&st, &headers)?;
+    let client = match st.callers.caller(&headers)? {
+        Caller::Client(c) => c,
+        Caller::Admin => {
+            refused("sender_not_allowed");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "sender_not_allowed",
+                "the admin token does not submit messages; use a client's token",
+            ));
+        }
+    };
+    if let Err(wait) = client.take_submit() {
+        refused("rate_limited");
+        return Err(ApiError {
+            retry_after: Some(wait),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "client {:?} may submit {} messages per second",
+                    client.cfg.name, client.cfg.submit_rate
+                ),
+            )
+        });
+    }
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => "payload_too_large")
@@ -85,27 +88,22 @@ pub(super) async fn submit(
         serde_json::from_slice(&body).map_err(|e| bad("invalid_json", e.to_string()))?;
 
     let from = Address::parse_user(&req.from).map_err(|e| bad(e.code(), format!("from: {e}")))?;
-    let from_text = from.to_string();
-    if !client
-        .senders
-        .iter()
-        .any(|p| matches_pattern(p, &from_text))
-    {
-        metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => "sender_not_allowed")
-            .increment(1);
+    if !client.may_send_as(&from) {
+        refused("sender_not_allowed");
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "sender_not_allowed",
-            format!("client {:?} may not send as {from_text}", client.name),
+            format!("client {:?} may not send as {from}", client.cfg.name),
         ));
     }
+    let max_recipients = client.max_recipients();
     if req.to.is_empty() {
         return Err(bad("no_recipients", "to: give at least one recipient"));
     }
-    if req.to.len() > MAX_RECIPIENTS {
+    if req.to.len() > max_recipients {
         return Err(bad(
             "too_many_recipients",
-            format!("to: at most {MAX_RECIPIENTS} recipients"),
+            format!("to: at most {max_recipients} recipients per submission for this client"),
         ));
     }
     if req.text.is_empty() && req.parts.is_empty() {
@@ -159,11 +157,23 @@ pub(super) async fn submit(
             _ => {}
         }
     }
-    if addrs.len() > MAX_RECIPIENTS {
+    if addrs.len() > max_recipients {
         return Err(bad(
             "too_many_recipients",
-            format!("at most {MAX_RECIPIENTS} recipients after group expansion"),
+            format!("at most {max_recipients} recipients after group expansion"),
         ));
+    }
+    // The destination policy is applied again by the auth stage to every message; here it
+    // refuses at once, before anything is stored.
+    for a in &addrs {
+        if let Err(why) = st.cfg.limits.check_destination(a) {
+            refused("destination_denied");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "destination_denied",
+                format!("{a}: {}", why.trim_start_matches("destination_denied: ")),
+            ));
+        }
     }
     let now = now_ms();
     let ctx = st.intake.ctx();
@@ -171,7 +181,7 @@ pub(super) async fn submit(
         id: ctx.ids.next(),
         kind: Kind::Message,
         origin: from,
-        client: client.name.clone(),
+        client: client.cfg.name.clone(),
         client_ref: req.client_ref,
         report_to,
         recipients: addrs
@@ -236,7 +246,7 @@ pub(super) async fn get_message(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let client = client(&st, &headers)?;
+    let caller = st.callers.caller(&headers)?;
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -244,7 +254,10 @@ pub(super) async fn get_message(
             format!("no message {id:?}"),
         )
     };
-    let msg = MsgId::parse(&id).ok_or_else(not_found)?;
+    // A message id, or a recipient's id (as the IM webhook gives it).
+    let msg = MsgId::parse(&id)
+        .or_else(|| RecipientId::parse(&id).map(|r| r.msg))
+        .ok_or_else(not_found)?;
     let store = &st.intake.ctx().store;
     let unavailable = |e: crate::store::StoreError| {
         tracing::error!(error = %e, "cannot read a message");
@@ -259,10 +272,14 @@ pub(super) async fn get_message(
         .await
         .map_err(unavailable)?
         .ok_or_else(not_found)?;
-    // A client sees its own messages and what connectors received (MO, reports).
-    let own = env.client == client.name
-        || matches!(env.client.as_str(), "sdp" | "smtp" | "xmpp" | "switchboard");
-    if !own {
+    // A client sees only what it submitted; what connectors received (MO, mail, XMPP)
+    // and the reports the gateway made are for the admin token. Someone else's message
+    // is answered exactly like a missing one.
+    let allowed = match &caller {
+        Caller::Admin => true,
+        Caller::Client(c) => env.client == c.cfg.name && env.kind == Kind::Message,
+    };
+    if !allowed {
         return Err(not_found());
     }
     let reports = store.reports(msg).await.map_err(unavailable)?;

@@ -5,13 +5,14 @@
 //! Every body is read with the configured size limit; API errors are JSON
 //! `{code, message}` with a stable `code`; SOAP errors are SOAP 1.1 faults.
 
+pub mod admin;
 mod api;
+pub mod auth;
 pub mod listener;
 mod media;
 mod mms;
 mod soap;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -21,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ClientConfig, Config};
+use crate::config::Config;
 use crate::pipeline::{Depths, Intake};
 
 pub use soap::NOTIFY_PATH;
@@ -31,7 +32,8 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     pub intake: Intake,
     pub depths: Depths,
-    pub clients: HashMap<String, ClientConfig>,
+    /// The API clients and the admin token.
+    pub callers: auth::Callers,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub shutdown: CancellationToken,
     /// Links `/readyz` waits for besides the store (XMPP component links).
@@ -56,6 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/messages", post(api::submit))
         .route("/v1/messages/{id}", get(api::get_message))
+        .route("/admin/v1/erase", post(admin::erase))
         .route(NOTIFY_PATH, post(soap::notification))
         .route(
             crate::connectors::sdp::mms::MMS_NOTIFY_PATH,

@@ -40,8 +40,20 @@ pub(super) async fn run(ctx: Arc<Ctx>, tx: mpsc::Sender<Job>, shutdown: Cancella
                 }
             };
             metrics::counter!("switchboard_feeder_injected_total").increment(idxs.len() as u64);
+            // Room in the byte budget first: while the stages are full of content, due work
+            // waits here, one message at a time, instead of piling up in memory.
+            let budget = tokio::select! {
+                b = ctx.budget.take(&env) => b,
+                _ = shutdown.cancelled() => return,
+            };
+            let job = Job {
+                env,
+                idxs,
+                fresh: false,
+                budget,
+            };
             tokio::select! {
-                r = tx.send(Job { env, idxs }) => if r.is_err() { return },
+                r = tx.send(job) => if r.is_err() { return },
                 _ = shutdown.cancelled() => return,
             }
         }

@@ -17,6 +17,7 @@
 
 mod dispatch;
 mod feeder;
+pub mod limits;
 pub mod mo;
 pub mod receipts;
 
@@ -25,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -43,6 +44,74 @@ use crate::store::{Applied, Outcome, Store, StoreError};
 pub struct Job {
     pub env: Arc<Envelope>,
     pub idxs: Vec<u32>,
+    /// Just received (not a retry or recovered work): counted against the daily caps.
+    pub fresh: bool,
+    /// The envelope's share of `[queues] max_bytes`, given back when the last job or
+    /// delivery of it is dropped.
+    pub budget: Option<BudgetPermit>,
+}
+
+/// A share of the byte budget of the stages (see [`ByteBudget`]).
+pub type BudgetPermit = Arc<OwnedSemaphorePermit>;
+
+/// The bytes of message content that may be inside the stages at once (`[queues]
+/// max_bytes`), whatever the counts of the queues allow. Receive takes an envelope's
+/// share before it commits and refuses ("try later") when there is no room; the feeder
+/// waits for room, so work due from the store stays in the store meanwhile. Messages
+/// waiting for a retry are not in memory at all: only in the store.
+pub struct ByteBudget {
+    sem: Arc<Semaphore>,
+    max: usize,
+}
+
+impl ByteBudget {
+    pub fn new(max: usize) -> ByteBudget {
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
+        ByteBudget {
+            sem: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// What an envelope costs: its content as held in memory, plus a fixed overhead for
+    /// the envelope and its recipients. Capped at the whole budget, so that one message
+    /// larger than it still goes through on its own.
+    pub fn cost(&self, env: &Envelope) -> u32 {
+        let c = &env.content;
+        let bytes = c.text.len()
+            + c.subject.as_ref().map_or(0, String::len)
+            + c.parts.iter().map(|p| p.bytes.len() + 64).sum::<usize>()
+            + c.mail
+                .as_ref()
+                .map_or(0, |m| m.headers.len() + 64 * m.rcpts.len())
+            + 512
+            + 128 * env.recipients.len();
+        bytes.min(self.max).min(u32::MAX as usize) as u32
+    }
+
+    /// A share now, or `None` when the budget is spent.
+    pub fn try_take(&self, env: &Envelope) -> Option<BudgetPermit> {
+        self.sem
+            .clone()
+            .try_acquire_many_owned(self.cost(env))
+            .ok()
+            .map(Arc::new)
+    }
+
+    /// A share, waiting for room.
+    pub async fn take(&self, env: &Envelope) -> Option<BudgetPermit> {
+        self.sem
+            .clone()
+            .acquire_many_owned(self.cost(env))
+            .await
+            .ok()
+            .map(Arc::new)
+    }
+
+    /// Bytes taken now.
+    pub fn used(&self) -> usize {
+        self.max - self.sem.available_permits()
+    }
 }
 
 /// One recipient on its way to its channel's sink.
@@ -55,6 +124,8 @@ pub struct Delivery {
     pub sms: Option<Arc<crate::content::SmsShape>>,
     /// To a phone as MMS: the text and media after the size policy (`[content.mms]`).
     pub mms: Option<Arc<crate::content::mms::MmsPlan>>,
+    /// The envelope's share of the byte budget (see [`Job::budget`]).
+    pub budget: Option<BudgetPermit>,
 }
 
 /// The sinks, one per channel that has one configured.
@@ -170,17 +241,24 @@ pub struct Ctx {
     pub ids: Arc<IdGen>,
     /// Wakes the feeder (a report or a retry became due now).
     pub feeder_wake: Arc<Notify>,
-    reply_exts: Mutex<HashMap<String, u32>>,
+    /// The bytes of content inside the stages (`[queues] max_bytes`).
+    pub budget: ByteBudget,
+    /// Messages per phone per day (`[limits] recipient_daily_max`).
+    pub daily: limits::DailyCap,
+    /// Reply extensions by party, with the time each was read from the store.
+    reply_exts: Mutex<HashMap<String, (u32, i64)>>,
 }
 
 impl Ctx {
     pub fn new(cfg: Arc<Config>, store: Store, ids: Arc<IdGen>) -> Ctx {
         Ctx {
-            cfg,
             store,
             ids,
             feeder_wake: Arc::new(Notify::new()),
+            budget: ByteBudget::new(cfg.queues.max_bytes),
+            daily: limits::DailyCap::new(cfg.limits.recipient_daily_max),
             reply_exts: Mutex::new(HashMap::new()),
+            cfg,
         }
     }
 
@@ -188,25 +266,40 @@ impl Ctx {
     /// the origin's reply-routing extension.
     async fn sms_sender(&self, origin: &Address) -> Result<String, StoreError> {
         let party = origin.to_string();
+        let now = now_ms();
+        // A cached route is looked up in the store again now and then, which marks it used
+        // there, so the retention job never deletes a route that is in use.
+        let refresh_ms =
+            (self.cfg.retention.reply_route_idle_secs as i64 * 1000 / 4).clamp(1000, 3_600_000);
         let cached = self
             .reply_exts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&party)
-            .copied();
+            .copied()
+            .filter(|&(_, at)| now - at < refresh_ms);
         let ext = match cached {
-            Some(e) => e,
+            Some((e, _)) => e,
             None => {
                 let e = self.store.reply_ext(&party).await?;
                 let mut map = self.reply_exts.lock().unwrap_or_else(|e| e.into_inner());
                 if map.len() >= 100_000 {
                     map.clear();
                 }
-                map.insert(party, e);
+                map.insert(party, (e, now));
                 e
             }
         };
         Ok(format!("{}{}", self.cfg.sdp.service_number, ext))
+    }
+
+    /// Forgets the cached reply route of a party (after it was erased).
+    pub fn forget_reply_route(&self, party: &Address) {
+        let party = party.to_string();
+        self.reply_exts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p, _| *p != party && !p.starts_with(&format!("{party}/")));
     }
 
     /// Records the result of one attempt (or a decision of a stage) for a recipient.
@@ -445,13 +538,21 @@ impl Intake {
     /// without storing anything if the auth queue is full.
     pub async fn submit(&self, env: Envelope) -> Result<Arc<Envelope>, SubmitError> {
         let channel = env.origin.channel().as_str();
+        let refuse = |reason: &'static str| {
+            metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => reason)
+                .increment(1);
+            SubmitError::QueueFull
+        };
+        // The byte budget first: an envelope that does not fit is refused before anything
+        // is stored, like one that finds the queue full.
+        let budget = self
+            .ctx
+            .budget
+            .try_take(&env)
+            .ok_or_else(|| refuse("queue_bytes"))?;
         let permit = match self.tx.try_reserve() {
             Ok(p) => p,
-            Err(mpsc::error::TrySendError::Full(())) => {
-                metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => "queue_full")
-                    .increment(1);
-                return Err(SubmitError::QueueFull);
-            }
+            Err(mpsc::error::TrySendError::Full(())) => return Err(refuse("queue_full")),
             Err(mpsc::error::TrySendError::Closed(())) => return Err(SubmitError::ShuttingDown),
         };
         let idxs: Vec<u32> = env
@@ -461,12 +562,14 @@ impl Intake {
             .map(|r| r.idx)
             .collect();
         let env = Arc::new(env);
-        self.ctx.store.insert((*env).clone()).await?;
+        self.ctx.store.insert(env.clone()).await?;
         metrics::counter!("switchboard_messages_received_total", "channel" => channel).increment(1);
         if !idxs.is_empty() {
             permit.send(Job {
                 env: env.clone(),
                 idxs,
+                fresh: true,
+                budget: Some(budget),
             });
         }
         Ok(env)
@@ -604,6 +707,32 @@ async fn auth_stage(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Job>, tx: mpsc::Sender
                     ))),
                 )
                 .await;
+            } else if let Some(why) = (env.kind == Kind::Message)
+                .then(|| {
+                    ctx.cfg
+                        .limits
+                        .check_destination(&rcpt.address)
+                        .err()
+                        .or_else(|| {
+                            // Counted once, when the message is received: a retry or a
+                            // message recovered after a restart is not counted again.
+                            job.fresh
+                                .then(|| ctx.daily.take(&rcpt.address, now_ms()).err())
+                                .flatten()
+                        })
+                })
+                .flatten()
+            {
+                let reason = if why.starts_with("recipient_daily_cap") {
+                    "recipient_daily_cap"
+                } else {
+                    "destination_denied"
+                };
+                metrics::counter!("switchboard_messages_refused_total", "stage" => "auth", "reason" => reason)
+                    .increment(1);
+                tracing::info!(recipient = %env.recipient_id(idx), reason, "recipient refused");
+                ctx.settle(env, idx, Err(Settle::Sink(SinkError::Permanent(why))))
+                    .await;
             } else if over_rate {
                 metrics::counter!("switchboard_messages_refused_total", "stage" => "auth", "reason" => "rate_limited")
                     .increment(1);
@@ -619,6 +748,8 @@ async fn auth_stage(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Job>, tx: mpsc::Sender
                 .send(Job {
                     env: job.env.clone(),
                     idxs: keep,
+                    fresh: job.fresh,
+                    budget: job.budget.clone(),
                 })
                 .await
                 .is_err()
@@ -841,6 +972,7 @@ async fn route(ctx: &Arc<Ctx>, job: Job, txs: &HashMap<Channel, mpsc::Sender<Del
                 sender,
                 sms,
                 mms,
+                budget: job.budget.clone(),
             };
             if tx.send(d).await.is_err() {
                 return false;

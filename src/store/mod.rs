@@ -13,7 +13,9 @@
 //! The stages see only [`Store`]; a backend is a variant of it (SQLite now; a PostgreSQL
 //! backend can be added as another variant without touching the stages).
 
+pub mod retention;
 mod sqlite;
+mod sqlite_prune;
 
 use std::collections::BTreeMap;
 
@@ -89,7 +91,7 @@ impl Store {
     }
 
     /// Commits a new envelope; returns once it is durable.
-    pub async fn insert(&self, env: Envelope) -> Result<(), StoreError> {
+    pub async fn insert(&self, env: std::sync::Arc<Envelope>) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.insert(env).await,
         }
@@ -162,6 +164,30 @@ impl Store {
     pub async fn reply_party(&self, ext: u32) -> Result<Option<String>, StoreError> {
         match self {
             Store::Sqlite(s) => s.reply_party(ext).await,
+        }
+    }
+
+    /// One retention batch (see [`retention`]): finished messages created before
+    /// `finished_before` (ms), reply routes unused since `idle_before`, `batch` of each at
+    /// most.
+    pub async fn prune(
+        &self,
+        finished_before: Option<i64>,
+        idle_before: Option<i64>,
+        batch: usize,
+    ) -> Result<retention::Deleted, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.prune(finished_before, idle_before, batch).await,
+        }
+    }
+
+    /// Removes everything about one address (see [`retention`]).
+    pub async fn erase(
+        &self,
+        addr: &crate::address::Address,
+    ) -> Result<retention::Deleted, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.erase(addr).await,
         }
     }
 

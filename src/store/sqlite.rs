@@ -78,12 +78,14 @@ CREATE TABLE IF NOT EXISTS reply_routes (
 ";
 
 enum Req {
-    Insert(Box<Envelope>),
+    Insert(Arc<Envelope>),
     Apply(RecipientId, Outcome, Option<SmsInfo>),
     ClaimDue(i64, usize),
     Recover,
     ReplyExt(String),
     DelayReports(i64, usize),
+    Prune(Option<i64>, Option<i64>, usize),
+    Erase(Address),
 }
 
 enum Reply {
@@ -92,6 +94,7 @@ enum Reply {
     Ids(Vec<RecipientId>),
     Count(usize),
     Ext(u32),
+    Deleted(super::retention::Deleted),
 }
 
 enum Msg {
@@ -137,6 +140,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
         add_sms_columns(&conn)?;
+        super::sqlite_prune::add_columns(&conn)?;
         let mut readers = Vec::with_capacity(cfg.readers);
         for _ in 0..cfg.readers.max(1) {
             readers.push(open_reader(&cfg.path)?);
@@ -169,8 +173,8 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    pub async fn insert(&self, env: Envelope) -> Result<(), StoreError> {
-        match self.call(Req::Insert(Box::new(env))).await? {
+    pub async fn insert(&self, env: Arc<Envelope>) -> Result<(), StoreError> {
+        match self.call(Req::Insert(env)).await? {
             Reply::Unit => Ok(()),
             _ => Err(mismatch()),
         }
@@ -216,6 +220,28 @@ impl SqliteStore {
     pub async fn reply_ext(&self, party: &str) -> Result<u32, StoreError> {
         match self.call(Req::ReplyExt(party.to_string())).await? {
             Reply::Ext(n) => Ok(n),
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub async fn prune(
+        &self,
+        finished_before: Option<i64>,
+        idle_before: Option<i64>,
+        batch: usize,
+    ) -> Result<super::retention::Deleted, StoreError> {
+        match self
+            .call(Req::Prune(finished_before, idle_before, batch))
+            .await?
+        {
+            Reply::Deleted(d) => Ok(d),
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub async fn erase(&self, addr: &Address) -> Result<super::retention::Deleted, StoreError> {
+        match self.call(Req::Erase(addr.clone())).await? {
+            Reply::Deleted(d) => Ok(d),
             _ => Err(mismatch()),
         }
     }
@@ -459,20 +485,24 @@ fn exec(c: &Connection, req: &Req, ids: &IdGen, report_ttl_ms: i64) -> Result<Re
                 .prepare_cached("SELECT ext FROM reply_routes WHERE party = ?1")?
                 .query_row([party], |r| r.get(0))
                 .optional()?;
+            let now = now_ms();
             if let Some(ext) = found {
+                // In use: the retention job keeps it.
+                c.prepare_cached("UPDATE reply_routes SET used_at = ?2 WHERE ext = ?1")?
+                    .execute(params![ext, now])?;
                 return Ok(Reply::Ext(ext as u32));
             }
-            let next: i64 = c.query_row(
-                "SELECT COALESCE(MAX(ext), 0) + 1 FROM reply_routes",
-                [],
-                |r| r.get(0),
-            )?;
+            let next = super::sqlite_prune::next_reply_ext(c)?;
             c.execute(
-                "INSERT INTO reply_routes (ext, party, created_at) VALUES (?1, ?2, ?3)",
-                params![next, party, now_ms()],
+                "INSERT INTO reply_routes (ext, party, created_at, used_at) VALUES (?1, ?2, ?3, ?3)",
+                params![next, party, now],
             )?;
             Ok(Reply::Ext(next as u32))
         }
+        Req::Prune(finished, idle, batch) => {
+            super::sqlite_prune::prune(c, *finished, *idle, *batch).map(Reply::Deleted)
+        }
+        Req::Erase(addr) => super::sqlite_prune::erase(c, addr).map(Reply::Deleted),
     }
 }
 

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 pub const TOKEN: &str = "test-token-0001";
 pub const OTHER_TOKEN: &str = "test-token-0002";
+/// The admin API's token: reads every message (MO, mail, XMPP, reports included).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0001";
 
 /// Polls `f` until it gives `Some`, or panics naming `what` after `deadline`.
 pub async fn wait_for<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> T
@@ -49,13 +51,20 @@ pub fn test_config(dir: &Path) -> Config {
             name: "im-server".into(),
             token: TOKEN.into(),
             senders: vec!["im:*".into(), "app:*".into(), "mail:*".into()],
+            // Load and flow tests submit as fast as they can; the trust tests set limits.
+            submit_rate: 0,
+            max_recipients: 1000,
+            ..ClientConfig::default()
         },
         ClientConfig {
             name: "other".into(),
             token: OTHER_TOKEN.into(),
             senders: vec!["app:other".into()],
+            ..ClientConfig::default()
         },
     ];
+    cfg.admin.token = ADMIN_TOKEN.into();
+    cfg.limits.recipient_daily_max = 0;
     cfg.store.path = dir.join("switchboard.db");
     cfg.retry.initial_backoff_ms = 50;
     cfg.retry.max_backoff_ms = 400;
@@ -354,7 +363,7 @@ impl Harness {
         let r = self
             .http
             .get(format!("{}/v1/messages/{id}", self.base))
-            .bearer_auth(TOKEN)
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .unwrap();
@@ -491,6 +500,17 @@ impl ChildGateway {
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The most resident memory the process has had so far, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
