@@ -108,7 +108,7 @@ impl Sinks {
                     .recipient(d.idx)
                     .map(|r| r.address.value())
                     .unwrap_or("");
-                let correlator = d.env.recipient_id(d.idx).to_string();
+                let correlator = d.env.correlator(d.idx);
                 mms.send(&crate::connectors::sdp::mms::MmsRequest {
                     to: rcpt,
                     sender: d.sender.as_deref(),
@@ -127,7 +127,7 @@ impl Sinks {
                     .recipient(d.idx)
                     .map(|r| r.address.value())
                     .unwrap_or("");
-                let correlator = d.env.recipient_id(d.idx).to_string();
+                let correlator = d.env.correlator(d.idx);
                 let text = match &d.sms {
                     Some(shape) => shape.text.as_str(),
                     None => d.env.content.text.as_str(),
@@ -171,6 +171,8 @@ pub struct Ctx {
     /// Wakes the feeder (a report or a retry became due now).
     pub feeder_wake: Arc<Notify>,
     reply_exts: Mutex<HashMap<String, u32>>,
+    /// Phone recipients whose send to the SDP is in flight (receipts may apply to them).
+    pub sdp_in_flight: dispatch::InFlight,
 }
 
 impl Ctx {
@@ -181,6 +183,7 @@ impl Ctx {
             ids,
             feeder_wake: Arc::new(Notify::new()),
             reply_exts: Mutex::new(HashMap::new()),
+            sdp_in_flight: dispatch::InFlight::default(),
         }
     }
 

@@ -17,7 +17,7 @@ mod sqlite;
 
 use std::collections::BTreeMap;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{CorrelatorHit, SqliteStore};
 
 use crate::config::StoreConfig;
 use crate::message::{Envelope, MsgId, RecipientId, State, StatusReport};
@@ -162,6 +162,16 @@ impl Store {
     pub async fn reply_party(&self, ext: u32) -> Result<Option<String>, StoreError> {
         match self {
             Store::Sqlite(s) => s.reply_party(ext).await,
+        }
+    }
+
+    /// The recipient an SDP correlator names (receipts), if any.
+    pub async fn find_correlator(
+        &self,
+        correlator: &str,
+    ) -> Result<Option<CorrelatorHit>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.find_correlator(correlator).await,
         }
     }
 
