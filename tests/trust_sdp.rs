@@ -326,9 +326,21 @@ async fn a_receipt_before_the_send_answer_keeps_attempt_remote_id_and_encoding()
                 .await,
         );
     }
+    let gw = &h;
     for id in &ids {
-        let m = h.wait_state(id, 0, "delivered").await;
+        gw.wait_state(id, 0, "delivered").await;
+        // The receipt made it final; the send's outcome, recorded after, adds the attempt.
+        let m = wait_for(
+            Duration::from_secs(15),
+            "the send's outcome to be recorded",
+            || async move {
+                let m = gw.message(id).await;
+                (m["recipients"][0]["attempts"].as_u64().unwrap_or(0) >= 1).then_some(m)
+            },
+        )
+        .await;
         let r = &m["recipients"][0];
+        assert_eq!(r["state"], "delivered", "{m}");
         assert!(r["attempts"].as_u64().unwrap_or(0) >= 1, "{m}");
         assert!(
             r["remote_id"].as_str().is_some_and(|s| !s.is_empty()),
