@@ -151,6 +151,15 @@ async fn start_in_process(sync: &str) -> Result<(String, String, InProcess), Str
     cfg.store.synchronous = sync.into();
     cfg.im.domains = vec!["im.example.org".into()];
     cfg.log.level = "warn".into();
+    // The simulated SDP authenticates its callbacks with basic auth.
+    let callbacks = switchboard::connectors::sdp::callbacks::CallbackCredentials {
+        basic: Some(switchboard::connectors::sdp::callbacks::BasicAuth {
+            user: "sdp".into(),
+            password: "bench-callback-password".into(),
+        }),
+        header: None,
+    };
+    cfg.sdp.callbacks.basic = callbacks.basic.clone();
 
     let http = TcpListener::bind("127.0.0.1:0")
         .await
@@ -165,6 +174,7 @@ async fn start_in_process(sync: &str) -> Result<(String, String, InProcess), Str
         notify_url: Some(format!("http://{http_addr}{NOTIFY_PATH}")),
         // The ring of recent messages is not needed here.
         keep_messages: 0,
+        callbacks,
         ..SimConfig::default()
     };
     cfg.sdp.send_sms_url = format!("http://{sim_addr}{SEND_SMS_PATH}");

@@ -28,6 +28,10 @@ use switchboard::sim::{SEND_SMS_PATH, SimConfig, Simulator};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// The basic-auth credential the simulated SDP sends with its callbacks.
+const CALLBACK_USER: &str = "sdp";
+const CALLBACK_PASSWORD: &str = "bench-callback-password";
+
 struct Args {
     messages: u64,
     sessions: u64,
@@ -143,10 +147,19 @@ async fn run(args: Args, pf: PathBuf) -> ExitCode {
     let http_addr = http.local_addr().expect("addr");
     let smtp_addr = smtp.local_addr().expect("addr");
     let sim_addr = sim_listener.local_addr().expect("addr");
+    // The simulated SDP authenticates its callbacks with basic auth.
+    let callbacks = switchboard::connectors::sdp::callbacks::CallbackCredentials {
+        basic: Some(switchboard::connectors::sdp::callbacks::BasicAuth {
+            user: CALLBACK_USER.into(),
+            password: CALLBACK_PASSWORD.into(),
+        }),
+        header: None,
+    };
     let sim = Simulator::new(SimConfig {
         receipt_delay_ms: 50,
         notify_url: Some(format!("http://{http_addr}{NOTIFY_PATH}")),
         keep_messages: 100,
+        callbacks: callbacks.clone(),
         ..SimConfig::default()
     });
     let stop = CancellationToken::new();
@@ -159,6 +172,7 @@ async fn run(args: Args, pf: PathBuf) -> ExitCode {
     cfg.store.path = dir.path().join("switchboard.db");
     cfg.store.synchronous = "full".into();
     cfg.sdp.send_sms_url = format!("http://{sim_addr}{SEND_SMS_PATH}");
+    cfg.sdp.callbacks.basic = callbacks.basic.clone();
     cfg.mail.listen = smtp_addr.to_string();
     cfg.mail.smarthost = sink_addr.to_string();
     cfg.log.level = "warn".into();
@@ -267,6 +281,7 @@ async fn run(args: Args, pf: PathBuf) -> ExitCode {
                 loop {
                     let ok = client
                         .post(&url)
+                        .basic_auth(CALLBACK_USER, Some(CALLBACK_PASSWORD))
                         .header("content-type", "text/xml; charset=utf-8")
                         .header("SOAPAction", "\"\"")
                         .body(body.clone())

@@ -248,6 +248,8 @@ pub struct SdpConfig {
     pub timeout_ms: u64,
     /// The China-operator `RequestSOAPHeader`, when the SDP wants one.
     pub header: Option<SdpHeaderConfig>,
+    /// How the SDP's callbacks (receipts, MO) are authenticated; closed by default.
+    pub callbacks: crate::connectors::sdp::callbacks::CallbackConfig,
 }
 
 impl Default for SdpConfig {
@@ -259,6 +261,7 @@ impl Default for SdpConfig {
             concurrency: 64,
             timeout_ms: 10_000,
             header: None,
+            callbacks: Default::default(),
         }
     }
 }
@@ -305,6 +308,12 @@ impl Default for WebhookConfig {
 pub struct MoConfig {
     /// Where an MO goes that neither reply routing nor its first word can place.
     pub default_route: Option<String>,
+    /// Whether an MO may be relayed to a phone (first word `sms:`/`tel:`/a number, or a
+    /// phone as `default_route`). Off: such an MO is stored unroutable.
+    pub relay_to_phones: bool,
+    /// With `relay_to_phones`: the number prefixes (`+86`) a relayed MO may reach; empty
+    /// reaches none.
+    pub relay_networks: Vec<String>,
 }
 
 /// Static parts of the user directory.
@@ -577,6 +586,16 @@ impl Config {
                     Ok(_) => {}
                     Err(err) => e.push(format!("directory.groups[{i}].members[{j}]: {err}")),
                 }
+            }
+        }
+        let sdp_in_use = !self.sdp.send_sms_url.is_empty() || self.simulator.enabled;
+        e.extend(self.sdp.callbacks.validate(sdp_in_use));
+        for (i, n) in self.mo.relay_networks.iter().enumerate() {
+            let digits = n.strip_prefix('+').unwrap_or("");
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                e.push(format!(
+                    "mo.relay_networks[{i}]: {n:?} is not a number prefix such as \"+86\""
+                ));
             }
         }
         if self.simulator.enabled {

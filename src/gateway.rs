@@ -71,7 +71,14 @@ pub async fn run(
     let metrics = crate::telemetry::metrics_handle();
     let http_addr: SocketAddr = listeners.http.local_addr()?;
     let public = cfg.public_url(http_addr);
-    let notify_endpoint = format!("{public}{NOTIFY_PATH}");
+    // With `[sdp.callbacks] secret_path`, the SDP is told the endpoints with the secret.
+    let notify_endpoint = format!("{public}{}", cfg.sdp.callbacks.path(NOTIFY_PATH));
+    let mms_notify_endpoint = format!(
+        "{public}{}",
+        cfg.sdp
+            .callbacks
+            .path(crate::connectors::sdp::mms::MMS_NOTIFY_PATH)
+    );
     let aux = TaskTracker::new();
     let aux_stop = CancellationToken::new();
 
@@ -91,9 +98,14 @@ pub async fn run(
         sim_cfg
             .notify_url
             .get_or_insert_with(|| notify_endpoint.clone());
-        sim_cfg.mms_notify_url.get_or_insert_with(|| {
-            format!("{public}{}", crate::connectors::sdp::mms::MMS_NOTIFY_PATH)
-        });
+        sim_cfg
+            .mms_notify_url
+            .get_or_insert_with(|| mms_notify_endpoint.clone());
+        if sim_cfg.callbacks.is_empty() {
+            sim_cfg.callbacks = crate::connectors::sdp::callbacks::CallbackCredentials::from_config(
+                &cfg.sdp.callbacks,
+            );
+        }
         tracing::info!(listen = %sim_addr, "built-in SDP simulator running");
         let stop = aux_stop.clone();
         aux.spawn(async move {
@@ -136,7 +148,7 @@ pub async fn run(
             crate::connectors::sdp::mms::MmsClient::new(
                 cfg.content.mms.send_message_url.clone(),
                 cfg.sdp.clone(),
-                format!("{public}{}", crate::connectors::sdp::mms::MMS_NOTIFY_PATH),
+                mms_notify_endpoint.clone(),
             )
         }),
         im: (!cfg.im.url.is_empty()).then(|| {
@@ -222,8 +234,12 @@ pub async fn run(
     tracing::info!(listen = %http_addr, sdp = %cfg.sdp.send_sms_url, "switchboard running");
     let listener =
         crate::http::listener::LimitedListener::new(listeners.http, cfg.http.max_connections);
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // Connect info gives the SDP callbacks the peer's address (their source allowlist).
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<crate::connectors::sdp::callbacks::PeerAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let deadline = Duration::from_secs(cfg.drain_timeout_secs);
     let server = tokio::spawn(async move { server.await });
     shutdown.cancelled().await;

@@ -259,11 +259,22 @@ pub struct Recipient {
     pub remote_id: Option<String>,
     /// How the text went to a phone (encoding, SMS parts), once dispatched as SMS.
     pub sms: Option<crate::content::SmsInfo>,
+    /// The SDP correlator of a phone recipient: 128 random bits in hex, so a receipt
+    /// cannot be made up for it. `None` for other channels (and rows stored before it).
+    pub correlator: Option<String>,
+}
+
+/// A new, unguessable SDP correlator (128 bits from the thread's CSPRNG, in hex).
+pub fn new_correlator() -> String {
+    use rand::Rng;
+    format!("{:032x}", rand::rng().random::<u128>())
 }
 
 impl Recipient {
     pub fn new(idx: u32, address: Address) -> Recipient {
+        let correlator = (address.channel() == Channel::Sms).then(new_correlator);
         Recipient {
+            correlator,
             idx,
             address,
             state: State::Queued,
@@ -329,6 +340,14 @@ pub struct Envelope {
 impl Envelope {
     pub fn recipient_id(&self, idx: u32) -> RecipientId {
         RecipientId { msg: self.id, idx }
+    }
+
+    /// The correlator sent to the SDP for recipient `idx` (its random one; the recipient id
+    /// only for recipients stored before correlators were random).
+    pub fn correlator(&self, idx: u32) -> String {
+        self.recipient(idx)
+            .and_then(|r| r.correlator.clone())
+            .unwrap_or_else(|| self.recipient_id(idx).to_string())
     }
 
     pub fn recipient(&self, idx: u32) -> Option<&Recipient> {

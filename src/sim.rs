@@ -40,6 +40,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::connectors::sdp::callbacks::CallbackCredentials;
 use crate::connectors::sdp::parlayx::{self, DeliveryStatus, Fault, Version};
 
 mod mms;
@@ -89,6 +90,12 @@ pub struct SimConfig {
     pub version: Version,
     /// How many recent messages GET /sim/messages keeps.
     pub keep_messages: usize,
+    /// The credentials sent with every callback (receipts, MO), as the gateway's
+    /// `[sdp.callbacks]` expects them; a secret path is part of the URLs.
+    pub callbacks: CallbackCredentials,
+    /// Deliver each receipt (synchronously) before answering its sendSms, as an SDP whose
+    /// receipt overtakes its response does.
+    pub receipt_before_response: bool,
 }
 
 impl Default for SimConfig {
@@ -105,6 +112,8 @@ impl Default for SimConfig {
             mms_notify_url: None,
             version: Version::V2_2,
             keep_messages: 10_000,
+            callbacks: CallbackCredentials::default(),
+            receipt_before_response: false,
         }
     }
 }
@@ -358,6 +367,7 @@ struct ReceiptJob {
     version: Version,
     /// An MMS receipt (`notifyMessageDeliveryReceipt`) rather than an SMS one.
     mms: bool,
+    creds: CallbackCredentials,
 }
 
 /// Shared simulator state.
@@ -603,51 +613,58 @@ async fn receipt_worker(
         let client = client.clone();
         let counters = counters.clone();
         tokio::spawn(async move {
-            let body = if job.mms {
-                parlayx::mms::encode_notify_message_delivery_receipt(
-                    &parlayx::mms::MessageReceipt {
-                        correlator: job.correlator.clone(),
-                        address: job.address.clone(),
-                        status: job.status,
-                    },
-                )
-            } else {
-                parlayx::encode_notify_delivery_receipt(
-                    job.version,
-                    &job.correlator,
-                    &job.address,
-                    job.status,
-                )
-            };
-            let ok = post_soap_with_retries(&client, &job.endpoint, Bytes::from(body)).await;
-            bump(if ok {
-                &counters.receipts_sent
-            } else {
-                &counters.receipts_failed
-            });
+            deliver_receipt(&client, &counters, &job).await;
             drop(permit);
         });
     }
     tracing::debug!("sdp-sim: receipt worker stopped");
 }
 
+/// POSTs one receipt (with retries) and counts the result.
+async fn deliver_receipt(client: &reqwest::Client, counters: &Counters, job: &ReceiptJob) {
+    let body = if job.mms {
+        parlayx::mms::encode_notify_message_delivery_receipt(&parlayx::mms::MessageReceipt {
+            correlator: job.correlator.clone(),
+            address: job.address.clone(),
+            status: job.status,
+        })
+    } else {
+        parlayx::encode_notify_delivery_receipt(
+            job.version,
+            &job.correlator,
+            &job.address,
+            job.status,
+        )
+    };
+    let body = job.creds.sign_envelope(body);
+    let ok = post_soap_with_retries(client, &job.endpoint, Bytes::from(body), &job.creds).await;
+    bump(if ok {
+        &counters.receipts_sent
+    } else {
+        &counters.receipts_failed
+    });
+}
+
 async fn post_soap(
     client: &reqwest::Client,
     url: &str,
     body: Bytes,
+    creds: &CallbackCredentials,
 ) -> Result<(StatusCode, String), reqwest::Error> {
-    post_typed(client, url, parlayx::CONTENT_TYPE, body).await
+    post_typed(client, url, parlayx::CONTENT_TYPE, body, creds).await
 }
 
-/// POSTs a SOAP request (plain or with attachments) and reads the answer.
+/// POSTs a SOAP request (plain or with attachments) with the callback credentials and
+/// reads the answer.
 async fn post_typed(
     client: &reqwest::Client,
     url: &str,
     content_type: &str,
     body: impl Into<reqwest::Body>,
+    creds: &CallbackCredentials,
 ) -> Result<(StatusCode, String), reqwest::Error> {
-    let resp = client
-        .post(url)
+    let resp = creds
+        .apply(client.post(url))
         .header(header::CONTENT_TYPE, content_type)
         .header("SOAPAction", "\"\"")
         .body(body)
@@ -658,9 +675,14 @@ async fn post_typed(
     Ok((status, text))
 }
 
-async fn post_soap_with_retries(client: &reqwest::Client, url: &str, body: Bytes) -> bool {
+async fn post_soap_with_retries(
+    client: &reqwest::Client,
+    url: &str,
+    body: Bytes,
+    creds: &CallbackCredentials,
+) -> bool {
     for attempt in 1..=RECEIPT_ATTEMPTS {
-        match post_soap(client, url, body.clone()).await {
+        match post_soap(client, url, body.clone(), creds).await {
             Ok((s, _)) if s.is_success() => return true,
             Ok((s, text)) => {
                 tracing::debug!(%url, status = %s, attempt, body = %truncate(&text, 200), "sdp-sim: receipt refused");
@@ -741,6 +763,10 @@ async fn send_sms(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
             c.service_error_rate,
         )
     };
+    let (creds, before) = {
+        let c = read_lock(&sim.cfg);
+        (c.callbacks.clone(), c.receipt_before_response)
+    };
     if let Some(refused) = simulated_503(&sim, transient) {
         return refused;
     }
@@ -801,8 +827,11 @@ async fn send_sms(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
                 status,
                 version,
                 mms: false,
+                creds: creds.clone(),
             };
-            if sim.receipts_tx.send(job).is_err() {
+            if before {
+                deliver_receipt(&sim.client, &sim.counters, &job).await;
+            } else if sim.receipts_tx.send(job).is_err() {
                 bump(&sim.counters.receipts_failed);
             }
         }
@@ -885,7 +914,9 @@ async fn mo(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
         &tel(&req.to),
         Some(&now),
     );
-    let sent = post_soap(&sim.client, &url, Bytes::from(xml)).await;
+    let creds = read_lock(&sim.cfg).callbacks.clone();
+    let xml = creds.sign_envelope(xml);
+    let sent = post_soap(&sim.client, &url, Bytes::from(xml), &creds).await;
     mo_answer(&sim, sent, serde_json::json!({ "correlator": correlator }))
 }
 

@@ -36,6 +36,7 @@ async fn full_queues_refuse_with_503_and_memory_stays_bounded() {
         notify_url: Some(format!("http://127.0.0.1:{port}{NOTIFY_PATH}")),
         receipt_delay_ms: 10,
         keep_messages: 1000,
+        callbacks: sim_callbacks(),
         ..SimConfig::default()
     })
     .await;
@@ -178,9 +179,11 @@ async fn full_queues_refuse_with_503_and_memory_stays_bounded() {
         .into_iter()
         .filter_map(|m| m.correlator)
         .collect();
+    let by_message = correlators_by_message(&cfg.store.path);
     for id in &acked {
+        let c = by_message.get(id).and_then(|c| c.first());
         assert!(
-            seen.contains(&format!("{id}0000")),
+            c.is_some_and(|c| seen.contains(c)),
             "{id} did not reach the SDP"
         );
     }

@@ -180,8 +180,8 @@ async fn bad_soap_is_answered_with_faults_and_nothing_is_stored() {
         ("not XML at all", "hello".into(), "SVC0002"),
         ("billion laughs", billion_laughs.into(), "DOCTYPE"),
         ("external entity", xxe.into(), "DOCTYPE"),
-        ("unknown correlator", unknown_correlator, "unknown"),
-        ("garbage correlator", garbage_correlator, "unknown"),
+        ("unknown correlator", unknown_correlator, "correlator"),
+        ("garbage correlator", garbage_correlator, "correlator"),
         ("bad MO sender", bad_sender, "senderAddress"),
         (
             "unexpected operation",
@@ -200,6 +200,10 @@ async fn bad_soap_is_answered_with_faults_and_nothing_is_stored() {
         let fault = parlayx::decode_fault(text.as_bytes()).expect("a decodable SOAP fault");
         assert_eq!(fault.message_id(), Some("SVC0002"), "{what}: {fault}");
         assert!(!text.contains("lollol"), "{what}: an entity was expanded");
+        assert!(
+            !text.contains("054eff5973800000ffff") && !text.contains("no-such-thing"),
+            "{what}: the correlator is echoed: {text}"
+        );
         assert!(
             !text.contains("root:"),
             "{what}: an external entity was read"

@@ -27,6 +27,7 @@ fn image(name: &str, n: usize) -> Part {
 async fn start(tweak: impl FnOnce(&mut switchboard::config::Config)) -> (Harness, Sim) {
     let mms = Sim::start(SimConfig {
         receipt_delay_ms: 10,
+        callbacks: sim_callbacks(),
         ..SimConfig::default()
     })
     .await;
@@ -52,16 +53,17 @@ async fn submit(h: &Harness, to: &str, text: &str, parts: &[Part]) -> String {
     resp["id"].as_str().unwrap().to_string()
 }
 
-async fn received_mms(sim: &Sim, id: &str) -> SimMms {
+async fn received_mms(h: &Harness, sim: &Sim, id: &str) -> SimMms {
+    let correlators = correlators_of(&h.cfg.store.path, id);
     wait_for(
         Duration::from_secs(10),
         "the MMS to reach the simulator",
         || {
-            let found = sim
-                .sim
-                .mms_messages()
-                .into_iter()
-                .find(|m| m.correlator.as_deref().is_some_and(|c| c.starts_with(id)));
+            let found = sim.sim.mms_messages().into_iter().find(|m| {
+                m.correlator
+                    .as_ref()
+                    .is_some_and(|c| correlators.contains(c))
+            });
             async move { found }
         },
     )
@@ -80,7 +82,7 @@ async fn a_clean_image_goes_as_mms_with_smil_and_its_receipt_delivers() {
     )
     .await;
 
-    let got = received_mms(&mms, &id).await;
+    let got = received_mms(&h, &mms, &id).await;
     assert!(
         got.content_type.starts_with("multipart/related"),
         "{}",
@@ -161,7 +163,7 @@ async fn over_the_size_limit_parts_are_dropped_with_a_note() {
         &[big, small.clone()],
     )
     .await;
-    let got = received_mms(&mms, &id).await;
+    let got = received_mms(&h, &mms, &id).await;
     let images: Vec<_> = got
         .parts
         .iter()
@@ -228,7 +230,7 @@ async fn a_text_over_the_sms_maximum_goes_as_mms_under_the_mms_policy() {
     .await;
     let long = "z".repeat(400);
     let id = submit(&h, "sms:+8613800000094", &long, &[]).await;
-    let got = received_mms(&mms, &id).await;
+    let got = received_mms(&h, &mms, &id).await;
     assert!(
         got.parts
             .iter()

@@ -32,6 +32,7 @@ async fn kill9_under_load_loses_nothing_acknowledged() {
         transient_error_rate: 0.2,
         // Room for every message twice: each one at least once, plus the re-sent ones.
         keep_messages: 2 * MESSAGES,
+        callbacks: sim_callbacks(),
         ..SimConfig::default()
     })
     .await;
@@ -123,7 +124,16 @@ async fn kill9_under_load_loses_nothing_acknowledged() {
     sim.control(json!({"transient_error_rate": 0.0})).await;
 
     let gw = ChildGateway::spawn(&cfg).await;
-    let wanted: HashSet<String> = acked.iter().map(|id| format!("{id}0000")).collect();
+    let by_message = correlators_by_message(&cfg.store.path);
+    let wanted: HashSet<String> = acked
+        .iter()
+        .flat_map(|id| by_message.get(id).cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        wanted.len(),
+        acked.len(),
+        "an acknowledged message without a correlator"
+    );
     let seen = wait_for(
         Duration::from_secs(25),
         "every acknowledged message to reach the SDP",

@@ -339,7 +339,7 @@ async fn intermediate_and_uncertain_receipts_map_to_sent() {
     body["report_url"] = json!(h.hooks.report_url());
     let id = h.submit_ok(body).await;
     h.wait_state(&id, 0, "sent").await;
-    let correlator = format!("{id}0000");
+    let correlator = h.correlator(&id, 0);
     let receipt = |status| {
         parlayx::encode_notify_delivery_receipt(
             Version::V2_2,

@@ -826,6 +826,7 @@ async fn a_mail_acknowledged_before_kill_9_is_delivered_after_restart() {
         notify_url: Some(format!(
             "http://127.0.0.1:{http_port}/parlayx/SmsNotification"
         )),
+        callbacks: sim_callbacks(),
         ..SimConfig::default()
     })
     .await;

@@ -51,6 +51,7 @@ async fn setup(dir: &std::path::Path) -> (Sim, Config) {
         notify_url: Some(format!("http://127.0.0.1:{port}{NOTIFY_PATH}")),
         receipt_delay_ms: 10,
         keep_messages: 2 * LOAD,
+        callbacks: sim_callbacks(),
         ..SimConfig::default()
     })
     .await;
@@ -64,8 +65,13 @@ async fn setup(dir: &std::path::Path) -> (Sim, Config) {
 }
 
 /// Waits until the simulator has seen every one of `ids` (recipient 0).
-async fn wait_all_at_sdp(sim: &Sim, ids: &[String]) {
-    let wanted: HashSet<String> = ids.iter().map(|id| format!("{id}0000")).collect();
+async fn wait_all_at_sdp(sim: &Sim, db: &std::path::Path, ids: &[String]) {
+    let by_message = correlators_by_message(db);
+    let wanted: HashSet<String> = ids
+        .iter()
+        .flat_map(|id| by_message.get(id).cloned().unwrap_or_default())
+        .collect();
+    assert!(wanted.len() >= ids.len(), "a message without a correlator");
     wait_for(
         Duration::from_secs(20),
         "every accepted message to reach the SDP",
@@ -127,7 +133,7 @@ async fn drain_on(signal: &str, release: bool) {
     // Restart on the same store: whatever did not go out goes out now.
     sim.control(json!({"stall": false})).await;
     let mut gw = ChildGateway::spawn(&cfg).await;
-    wait_all_at_sdp(&sim, &ids).await;
+    wait_all_at_sdp(&sim, &cfg.store.path, &ids).await;
     let stats = sim.sim.stats();
     eprintln!("after the restart: {stats:?}");
     assert!(stats.unique_correlators as usize >= MESSAGES, "{stats:?}");
@@ -182,7 +188,7 @@ async fn a_second_signal_exits_at_once() {
 
     sim.control(json!({"stall": false})).await;
     let _gw = ChildGateway::spawn(&cfg).await;
-    wait_all_at_sdp(&sim, &ids).await;
+    wait_all_at_sdp(&sim, &cfg.store.path, &ids).await;
 }
 
 /// Submissions offered in total by the concurrent clients of the load test.
@@ -258,5 +264,5 @@ async fn sigterm_under_load_loses_nothing_acknowledged() {
     assert!(acked.len() >= LOAD / 4);
 
     let _gw = ChildGateway::spawn(&cfg).await;
-    wait_all_at_sdp(&sim, &acked).await;
+    wait_all_at_sdp(&sim, &cfg.store.path, &acked).await;
 }

@@ -148,7 +148,9 @@ async fn a_message_to_a_phone_is_sent_and_the_receipt_follows_the_sms_receipt() 
     // DeliveredToTerminal.
     let r = alice.wait("receipt", |e| e["id"] == "m-1").await;
     assert_eq!(r["from"], PHONE_JID);
-    let id = &sms.correlator.clone().unwrap()[..16];
+    let id = &h
+        .message_of(sms.correlator.as_deref().unwrap())
+        .expect("the SMS's message");
     let m = h.wait_state(id, 0, "delivered").await;
     assert_eq!(m["from"], "im:alice@localhost");
     assert_eq!(m["client_ref"], "m-1");

@@ -10,18 +10,24 @@
 //! The SOAP response is sent only after the receipt or message is committed, so an MO MMS
 //! is never acknowledged before it is stored with its content; a failed fetch is answered
 //! with SVC0001, and the SDP's own retry brings the notification back. Malformed input,
-//! DOCTYPEs and unknown correlators get a ServiceException fault.
+//! DOCTYPEs and receipts that apply to no recipient get a ServiceException fault.
+//!
+//! Callbacks are authenticated exactly like the SMS ones (`http::soap`), and decoded
+//! as strictly.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::soap::{Peer, decode_fault, receipt_refused, refused, secret_segment};
+use crate::connectors::sdp::callbacks;
+use crate::connectors::sdp::mms::MMS_NOTIFY_PATH;
 use crate::connectors::sdp::parlayx::mms::{
-    MessageReception, MmNotification, decode_mm_notification,
+    MessageReception, MmNotification, decode_mm_notification_with_header,
     encode_notify_message_delivery_receipt_response, encode_notify_message_reception_response,
 };
 use crate::connectors::sdp::parlayx::{self, Fault};
@@ -57,9 +63,17 @@ fn fault(message_id: &str, variable: String, reason: &'static str) -> Response {
 
 pub(super) async fn notification(
     State(st): State<Arc<AppState>>,
+    Peer(peer): Peer,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let auth = &st.cfg.sdp.callbacks;
+    if let Err(r) =
+        callbacks::check_request(auth, peer, &headers, secret_segment(&uri, MMS_NOTIFY_PATH))
+    {
+        return refused(r, "mms", peer);
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -80,26 +94,35 @@ pub(super) async fn notification(
     } else {
         (body, None)
     };
-    match decode_mm_notification(&root) {
-        Ok(MmNotification::Receipt(receipt)) => {
-            match receipts::apply(st.intake.ctx(), &receipt.correlator, receipt.status).await {
+    let (note, notify_header) = match decode_mm_notification_with_header(&root) {
+        Ok(n) => n,
+        Err(e) => return decode_fault(&e),
+    };
+    if let Err(r) = callbacks::check_header(auth, notify_header.as_ref()) {
+        return refused(r, "mms", peer);
+    }
+    match note {
+        MmNotification::Receipt(receipt) => {
+            match receipts::apply(
+                st.intake.ctx(),
+                &receipt.correlator,
+                &receipt.address,
+                receipt.status,
+            )
+            .await
+            {
                 Ok(ReceiptResult::Applied | ReceiptResult::Duplicate) => xml(
                     StatusCode::OK,
                     encode_notify_message_delivery_receipt_response(),
                 ),
-                Ok(ReceiptResult::UnknownCorrelator) => fault(
-                    "SVC0002",
-                    format!("correlator {:?} is unknown", receipt.correlator),
-                    "unknown_correlator",
-                ),
+                Ok(ReceiptResult::NotApplicable) => receipt_refused("mms", peer),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot store an MMS delivery receipt");
                     fault("SVC0001", "store unavailable".into(), "store")
                 }
             }
         }
-        Ok(MmNotification::Reception(rec)) => reception(&st, rec, attached).await,
-        Err(e) => fault("SVC0002", e.to_string(), "malformed"),
+        MmNotification::Reception(rec) => reception(&st, rec, attached).await,
     }
 }
 

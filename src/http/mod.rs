@@ -64,6 +64,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             crate::connectors::sdp::mms::MMS_NOTIFY_PATH,
             post(mms::notification),
         )
+        // The same endpoints under a secret path segment (`[sdp.callbacks] secret_path`).
+        .route(
+            "/parlayx/SmsNotification/{secret}",
+            post(soap::notification),
+        )
+        .route(
+            "/parlayx/MessageNotification/{secret}",
+            post(mms::notification),
+        )
         .route("/media/{msg}/{part}/{name}", get(media::part))
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(|| async { "ok\n" }))

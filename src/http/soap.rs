@@ -1,17 +1,24 @@
 //! The Parlay X SmsNotification endpoint the SDP calls: `notifySmsDeliveryReceipt` and
 //! `notifySmsReception`. A SOAP response is sent only after what it acknowledges is
-//! committed. Malformed requests, DOCTYPEs (never expanded), unknown correlators and a full
-//! queue are answered with SOAP 1.1 faults (HTTP 500) carrying a Parlay X ServiceException.
+//! committed. Malformed requests, DOCTYPEs (never expanded), receipts that apply to no
+//! recipient and a full queue are answered with SOAP 1.1 faults (HTTP 500) carrying a
+//! Parlay X ServiceException.
+//!
+//! Every callback is authenticated first (`connectors::sdp::callbacks`): a refused one is
+//! answered 401 (basic auth) or 403 with one fixed fault, changes nothing, and is counted.
+//! An unknown `mustUnderstand` header gets a `soapenv:MustUnderstand` fault.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{StatusCode, header};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use crate::connectors::sdp::callbacks::{self, Refusal};
 use crate::connectors::sdp::parlayx::{self, Fault, Notification, NotificationKind};
 use crate::pipeline::SubmitError;
 use crate::pipeline::mo::{self, MoError};
@@ -38,10 +45,113 @@ fn fault(message_id: &str, text: &str, variables: Vec<String>, reason: &'static 
     xml(StatusCode::INTERNAL_SERVER_ERROR, parlayx::encode_fault(&f))
 }
 
+/// The peer's address for the source allowlist (see [`callbacks::peer_addr`]).
+pub(super) struct Peer(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Peer, Self::Rejection> {
+        Ok(Peer(callbacks::peer_addr(&parts.extensions)))
+    }
+}
+
+/// The path segment after `base`: `None` for the bare path.
+pub(super) fn secret_segment<'a>(uri: &'a Uri, base: &str) -> Option<&'a str> {
+    uri.path()
+        .strip_prefix(base)
+        .map(|rest| rest.trim_start_matches('/'))
+        .filter(|rest| !rest.is_empty())
+}
+
+/// The answer to a refused callback: 401 for missing or wrong basic auth, else 403; the
+/// same fault text whatever failed.
+pub(super) fn refused(
+    r: Refusal,
+    endpoint: &'static str,
+    peer: Option<std::net::SocketAddr>,
+) -> Response {
+    r.record(endpoint, peer);
+    let f = Fault {
+        faultcode: "soapenv:Client".into(),
+        faultstring: "the callback is not authorized".into(),
+        exception: None,
+    };
+    let mut resp = xml(
+        if r == Refusal::Basic {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        },
+        parlayx::encode_fault(&f),
+    );
+    if r == Refusal::Basic {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"switchboard\""),
+        );
+    }
+    resp
+}
+
+/// The one answer to a receipt that applies to no recipient this SDP may report on
+/// (unknown, mismatched or not applicable): it names no correlator.
+pub(super) fn receipt_refused(
+    endpoint: &'static str,
+    peer: Option<std::net::SocketAddr>,
+) -> Response {
+    Refusal::Receipt.record(endpoint, peer);
+    let mut f = Fault::service(
+        "SVC0002",
+        "Invalid input value for message part %1",
+        vec!["correlator".into()],
+    );
+    f.faultcode = "soapenv:Client".into();
+    xml(StatusCode::INTERNAL_SERVER_ERROR, parlayx::encode_fault(&f))
+}
+
+/// The answer to a decoding error: `MustUnderstand` for an unknown mandatory header, else a
+/// ServiceException SVC0002.
+pub(super) fn decode_fault(e: &parlayx::SoapError) -> Response {
+    match e {
+        parlayx::SoapError::MustUnderstand(name) => {
+            metrics::counter!("switchboard_soap_faults_total", "reason" => "must_understand")
+                .increment(1);
+            let f = Fault {
+                faultcode: "soapenv:MustUnderstand".into(),
+                faultstring: format!("header <{name}> is not understood"),
+                exception: None,
+            };
+            xml(StatusCode::INTERNAL_SERVER_ERROR, parlayx::encode_fault(&f))
+        }
+        parlayx::SoapError::Doctype => fault(
+            "SVC0002",
+            "Invalid input value for message part %1",
+            vec!["DOCTYPE and entity declarations are not accepted".into()],
+            "doctype",
+        ),
+        e => fault(
+            "SVC0002",
+            "Invalid input value for message part %1",
+            vec![e.to_string()],
+            "malformed",
+        ),
+    }
+}
+
 pub(super) async fn notification(
     State(st): State<Arc<AppState>>,
+    Peer(peer): Peer,
+    uri: Uri,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let auth = &st.cfg.sdp.callbacks;
+    if let Err(r) =
+        callbacks::check_request(auth, peer, &headers, secret_segment(&uri, NOTIFY_PATH))
+    {
+        return refused(r, "sms", peer);
+    }
     let body = match body {
         Ok(b) => b,
         Err(e) => {
@@ -53,42 +163,28 @@ pub(super) async fn notification(
             );
         }
     };
-    let note = match parlayx::decode_notification_versioned(&body) {
+    let (version, note, notify_header) = match parlayx::decode_notification_with_header(&body) {
         Ok(n) => n,
-        Err(parlayx::SoapError::Doctype) => {
-            return fault(
-                "SVC0002",
-                "Invalid input value for message part %1",
-                vec!["DOCTYPE and entity declarations are not accepted".into()],
-                "doctype",
-            );
-        }
-        Err(e) => {
-            return fault(
-                "SVC0002",
-                "Invalid input value for message part %1",
-                vec![e.to_string()],
-                "malformed",
-            );
-        }
+        Err(e) => return decode_fault(&e),
     };
+    if let Err(r) = callbacks::check_header(auth, notify_header.as_ref()) {
+        return refused(r, "sms", peer);
+    }
+    let note = (version, note);
     let (version, note) = note;
     let version = version.unwrap_or(st.cfg.sdp.version);
     let ctx = st.intake.ctx();
     match note {
         Notification::DeliveryReceipt {
-            correlator, status, ..
-        } => match receipts::apply(ctx, &correlator, status).await {
+            correlator,
+            address,
+            status,
+        } => match receipts::apply(ctx, &correlator, &address, status).await {
             Ok(ReceiptResult::Applied | ReceiptResult::Duplicate) => xml(
                 StatusCode::OK,
                 parlayx::encode_notify_response(version, NotificationKind::DeliveryReceipt),
             ),
-            Ok(ReceiptResult::UnknownCorrelator) => fault(
-                "SVC0002",
-                "Invalid input value for message part %1",
-                vec![format!("correlator {correlator:?} is unknown")],
-                "unknown_correlator",
-            ),
+            Ok(ReceiptResult::NotApplicable) => receipt_refused("sms", peer),
             Err(e) => {
                 tracing::error!(error = %e, "cannot store a delivery receipt");
                 fault(

@@ -7,14 +7,56 @@
 //! `concurrency` per commit interval. Deliveries whose outcome is still being recorded are
 //! bounded too, by [`SETTLING_FACTOR`] × `concurrency` in all.
 
-use std::sync::Arc;
+//!
+//! Phone deliveries are in [`InFlight`] from before the SDP is asked until their outcome is
+//! recorded: a receipt may come back before the `sendSmsResponse` is recorded (the store
+//! still says `queued`), and only such a recipient, or one recorded as sent, takes one.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 
 use super::{Ctx, Delivery, Settle, Sinks};
 use crate::address::Channel;
-use crate::message::now_ms;
+use crate::message::{RecipientId, now_ms};
+
+/// The phone recipients whose send to the SDP is under way.
+#[derive(Default)]
+pub struct InFlight(Arc<Mutex<HashSet<RecipientId>>>);
+
+impl InFlight {
+    pub fn contains(&self, rid: RecipientId) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&rid)
+    }
+
+    fn enter(&self, rid: RecipientId) -> InFlightGuard {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(rid);
+        InFlightGuard {
+            set: self.0.clone(),
+            rid,
+        }
+    }
+}
+
+/// Removes its recipient from the set when dropped (outcome recorded, or the task ended).
+struct InFlightGuard {
+    set: Arc<Mutex<HashSet<RecipientId>>>,
+    rid: RecipientId,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.rid);
+    }
+}
 
 /// Deliveries in flight (at the sink or being recorded), as a multiple of the sink's
 /// concurrency.
@@ -45,6 +87,8 @@ pub(super) async fn run(
         let in_flight = in_flight.clone();
         in_flight.increment(1.0);
         tracker.spawn(async move {
+            let _sending = (channel == Channel::Sms)
+                .then(|| ctx.sdp_in_flight.enter(d.env.recipient_id(d.idx)));
             let result = if now_ms() > d.env.expires_at {
                 Err(Settle::Expired)
             } else {

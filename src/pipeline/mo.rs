@@ -4,6 +4,11 @@
 //! plus an extension that names an Internet-side party; (2) an address written as the first
 //! word of the text (`bob@example.org hello`, `im:alice@x.org hi`); (3) the configured default
 //! route. An MO that none of these place is stored with a note and counted, never dropped.
+//!
+//! No relay: a route that reaches a phone (or a group, which may hold phones) is taken only
+//! with `[mo] relay_to_phones = true`, and then only to numbers under `[mo] relay_networks`;
+//! otherwise it is skipped (counted in `switchboard_mo_relay_refused_total{route}`), so a
+//! forged or paid-for MO never makes the gateway send an SMS.
 
 use std::sync::Arc;
 
@@ -77,6 +82,7 @@ pub async fn receive_content(
         .trim_start_matches('+');
     let mut target = None;
     let mut body = text.to_string();
+    let mut refused = false;
     if let Some(ext) = dialled.strip_prefix(cfg.sdp.service_number.as_str())
         && !ext.is_empty()
         && let Ok(ext) = ext.parse::<u32>()
@@ -85,6 +91,7 @@ pub async fn receive_content(
             Ok(Some(party)) => {
                 target = Address::parse_stored(&party)
                     .ok()
+                    .filter(|a| relay_allowed(&cfg.mo, a, Route::Reply, &mut refused))
                     .map(|a| (a, Route::Reply));
             }
             Ok(None) => {}
@@ -96,7 +103,9 @@ pub async fn receive_content(
         let (word, rest) = trimmed
             .split_once(char::is_whitespace)
             .unwrap_or((trimmed, ""));
-        if let Some(addr) = Address::parse_mo_target(word, &cfg.im.domains) {
+        if let Some(addr) = Address::parse_mo_target(word, &cfg.im.domains)
+            .filter(|a| relay_allowed(&cfg.mo, a, Route::FirstWord, &mut refused))
+        {
             body = rest.trim_start().to_string();
             target = Some((addr, Route::FirstWord));
         }
@@ -104,6 +113,7 @@ pub async fn receive_content(
     if target.is_none()
         && let Some(def) = &cfg.mo.default_route
         && let Ok(addr) = Address::parse_user(def)
+        && relay_allowed(&cfg.mo, &addr, Route::Default, &mut refused)
     {
         target = Some((addr, Route::Default));
     }
@@ -130,7 +140,12 @@ pub async fn receive_content(
         expires_at: now + (cfg.retry.ttl_secs as i64) * 1000,
         note: match (route == Route::Unroutable, note) {
             (true, note) => Some(format!(
-                "unroutable: {dialled:?} is no reply route, the text names no address, and no default route is configured{}",
+                "unroutable: {dialled:?} is no reply route, the text names no address, and no default route is configured{}{}",
+                if refused {
+                    "; relaying to phones is not allowed ([mo] relay_to_phones, relay_networks)"
+                } else {
+                    ""
+                },
                 note.map(|n| format!("; {n}")).unwrap_or_default()
             )),
             (false, note) => note,
@@ -143,4 +158,79 @@ pub async fn receive_content(
         tracing::warn!(message = %env.id, from = %env.origin, to = dialled, "unroutable MO stored");
     }
     Ok((env, route))
+}
+
+/// Whether an MO may go to `addr`: anything but a phone or a group, or a phone when relaying
+/// is on and the number is under one of the relay networks. Counts and notes a refusal.
+fn relay_allowed(
+    cfg: &crate::config::MoConfig,
+    addr: &Address,
+    route: Route,
+    refused: &mut bool,
+) -> bool {
+    let ok = match addr {
+        Address::Sms(n) => {
+            cfg.relay_to_phones
+                && cfg
+                    .relay_networks
+                    .iter()
+                    .any(|p| !p.is_empty() && n.starts_with(p.as_str()))
+        }
+        // A group's members may be phones: its expansion is not checked against the networks.
+        Address::Group(_) => cfg.relay_to_phones,
+        _ => true,
+    };
+    if !ok {
+        *refused = true;
+        metrics::counter!("switchboard_mo_relay_refused_total", "route" => route.as_str())
+            .increment(1);
+        tracing::info!(
+            route = route.as_str(),
+            "MO route to a phone refused: relaying is not allowed"
+        );
+    }
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MoConfig;
+
+    #[test]
+    fn phones_are_reached_only_when_allowed() {
+        let phone = Address::Sms("+8613911112222".into());
+        let us = Address::Sms("+12025550100".into());
+        let mail = Address::Mail("bob@example.org".into());
+        let mut refused = false;
+        let off = MoConfig::default();
+        assert!(!relay_allowed(&off, &phone, Route::FirstWord, &mut refused));
+        assert!(refused);
+        assert!(!relay_allowed(
+            &off,
+            &Address::Group("all".into()),
+            Route::FirstWord,
+            &mut refused
+        ));
+        let mut fine = false;
+        assert!(relay_allowed(&off, &mail, Route::FirstWord, &mut fine));
+        assert!(!fine);
+        let on = MoConfig {
+            relay_to_phones: true,
+            relay_networks: vec!["+86".into()],
+            ..MoConfig::default()
+        };
+        assert!(relay_allowed(&on, &phone, Route::FirstWord, &mut fine));
+        assert!(!relay_allowed(&on, &us, Route::Default, &mut fine));
+        let no_networks = MoConfig {
+            relay_to_phones: true,
+            ..MoConfig::default()
+        };
+        assert!(!relay_allowed(
+            &no_networks,
+            &phone,
+            Route::FirstWord,
+            &mut fine
+        ));
+    }
 }

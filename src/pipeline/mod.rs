@@ -179,7 +179,7 @@ impl Sinks {
                     .recipient(d.idx)
                     .map(|r| r.address.value())
                     .unwrap_or("");
-                let correlator = d.env.recipient_id(d.idx).to_string();
+                let correlator = d.env.correlator(d.idx);
                 mms.send(&crate::connectors::sdp::mms::MmsRequest {
                     to: rcpt,
                     sender: d.sender.as_deref(),
@@ -198,7 +198,7 @@ impl Sinks {
                     .recipient(d.idx)
                     .map(|r| r.address.value())
                     .unwrap_or("");
-                let correlator = d.env.recipient_id(d.idx).to_string();
+                let correlator = d.env.correlator(d.idx);
                 let text = match &d.sms {
                     Some(shape) => shape.text.as_str(),
                     None => d.env.content.text.as_str(),
@@ -247,6 +247,8 @@ pub struct Ctx {
     pub daily: limits::DailyCap,
     /// Reply extensions by party, with the time each was read from the store.
     reply_exts: Mutex<HashMap<String, (u32, i64)>>,
+    /// Phone recipients whose send to the SDP is in flight (receipts may apply to them).
+    pub sdp_in_flight: dispatch::InFlight,
 }
 
 impl Ctx {
@@ -258,6 +260,7 @@ impl Ctx {
             budget: ByteBudget::new(cfg.queues.max_bytes),
             daily: limits::DailyCap::new(cfg.limits.recipient_daily_max),
             reply_exts: Mutex::new(HashMap::new()),
+            sdp_in_flight: dispatch::InFlight::default(),
             cfg,
         }
     }

@@ -1,14 +1,19 @@
 //! Delivery receipts from the SDP: matched to the recipient by correlator, stored, and —
 //! when they are the last word — turned into a report for the origin.
 //!
+//! A receipt applies only to a phone recipient that was handed to the SDP (its send in
+//! flight, or made), whose number is the receipt's address; correlators are random
+//! (`message::new_correlator`), so none can be guessed. Anything else changes nothing.
+//!
 //! Mapping of Parlay X delivery statuses to recipient states:
 //! `DeliveredToTerminal` → delivered; `DeliveryImpossible` → failed;
 //! `DeliveredToNetwork`, `MessageWaiting` → sent, more to come;
 //! `DeliveryUncertain`, `DeliveryNotificationNotSupported` → sent, and no receipt to expect.
 
+use crate::address::Address;
 use crate::connectors::sdp::parlayx::DeliveryStatus;
-use crate::message::{RecipientId, State};
-use crate::store::{Applied, Outcome, StoreError};
+use crate::message::State;
+use crate::store::{Applied, CorrelatorHit, Outcome, StoreError};
 
 use super::Ctx;
 
@@ -30,21 +35,62 @@ pub enum ReceiptResult {
     Applied,
     /// Already known (the recipient was final, or this status was reported already).
     Duplicate,
-    /// No recipient has this correlator.
-    UnknownCorrelator,
+    /// Not for a recipient this SDP may report on: no such correlator, another address, a
+    /// recipient of another channel, or one not handed to the SDP. The callers answer all
+    /// of these alike, so a guesser learns nothing.
+    NotApplicable,
 }
 
-/// Applies a delivery receipt. Returns after it is committed.
+/// Whether a recipient was handed to the SDP: its send is in flight, or a send was made
+/// (`sent`, a `retry` after an attempt, a final state reached with an attempt).
+fn handed_to_sdp(ctx: &Ctx, hit: &CorrelatorHit) -> bool {
+    if ctx.sdp_in_flight.contains(hit.rid) {
+        return true;
+    }
+    match hit.state {
+        State::Sent => true,
+        State::Retry => hit.attempts > 0,
+        s if s.is_final() => hit.attempts > 0 || hit.remote_id.is_some(),
+        _ => false,
+    }
+}
+
+/// The same phone, however the SDP writes it (`tel:+86…`, `tel:86…`, `+86…`).
+fn same_phone(stored: &str, reported: &str) -> bool {
+    let digits = |s: &str| -> String {
+        let s = s.trim();
+        let s = s.strip_prefix("tel:").unwrap_or(s);
+        s.strip_prefix('+').unwrap_or(s).to_string()
+    };
+    let (a, b) = (digits(stored), digits(reported));
+    !a.is_empty() && a == b
+}
+
+/// Applies a delivery receipt for the phone at `address`. Returns after it is committed.
 pub async fn apply(
     ctx: &Ctx,
     correlator: &str,
+    address: &str,
     status: DeliveryStatus,
 ) -> Result<ReceiptResult, StoreError> {
     let label = status.as_str();
-    let Some(rid) = RecipientId::parse(correlator.trim()) else {
-        metrics::counter!("switchboard_reports_received_total", "status" => label, "outcome" => "unknown")
+    let count = |outcome: &'static str| {
+        metrics::counter!("switchboard_reports_received_total", "status" => label, "outcome" => outcome)
             .increment(1);
-        return Ok(ReceiptResult::UnknownCorrelator);
+    };
+    let correlator = correlator.trim();
+    let hit = if correlator.is_empty() || correlator.len() > 128 {
+        None
+    } else {
+        ctx.store.find_correlator(correlator).await?
+    };
+    let applicable = hit.filter(|h| match &h.address {
+        Address::Sms(phone) => same_phone(phone, address) && handed_to_sdp(ctx, h),
+        _ => false,
+    });
+    let Some(hit) = applicable else {
+        count("not_applicable");
+        return Ok(ReceiptResult::NotApplicable);
     };
     let (state, final_word) = map_status(status);
     let outcome = Outcome {
@@ -56,7 +102,7 @@ pub async fn apply(
         final_word,
         status: Some(label.to_string()),
     };
-    let result = match ctx.store.apply(rid, outcome).await? {
+    let result = match ctx.store.apply(hit.rid, outcome).await? {
         Applied::Updated { report } => {
             if report.is_some() {
                 ctx.feeder_wake.notify_one();
@@ -64,21 +110,27 @@ pub async fn apply(
             ReceiptResult::Applied
         }
         Applied::Ignored => ReceiptResult::Duplicate,
-        Applied::Unknown => ReceiptResult::UnknownCorrelator,
+        Applied::Unknown => ReceiptResult::NotApplicable,
     };
-    let outcome = match result {
+    count(match result {
         ReceiptResult::Applied => "applied",
         ReceiptResult::Duplicate => "duplicate",
-        ReceiptResult::UnknownCorrelator => "unknown",
-    };
-    metrics::counter!("switchboard_reports_received_total", "status" => label, "outcome" => outcome)
-        .increment(1);
+        ReceiptResult::NotApplicable => "not_applicable",
+    });
     Ok(result)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phones_compare_however_written() {
+        assert!(same_phone("+8613800000001", "tel:+8613800000001"));
+        assert!(same_phone("+8613800000001", "tel:8613800000001"));
+        assert!(!same_phone("+8613800000001", "tel:+8613800000002"));
+        assert!(!same_phone("+8613800000001", ""));
+    }
 
     #[test]
     fn statuses_map_as_specified() {

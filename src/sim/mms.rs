@@ -156,6 +156,7 @@ pub(super) async fn send_message(
                 status,
                 version: Default::default(),
                 mms: true,
+                creds: read_lock(&sim.cfg).callbacks.clone(),
             };
             if sim.receipts_tx.send(job).is_err() {
                 bump(&sim.counters.receipts_failed);
@@ -198,9 +199,13 @@ pub(super) async fn mo(State(sim): State<Arc<Simulator>>, body: Bytes) -> Respon
         Ok(r) => r,
         Err(e) => return bad_json(&e),
     };
-    let (configured, keep) = {
+    let (configured, keep, creds) = {
         let c = read_lock(&sim.cfg);
-        (c.mms_notify_url.clone(), c.keep_messages.max(1))
+        (
+            c.mms_notify_url.clone(),
+            c.keep_messages.max(1),
+            c.callbacks.clone(),
+        )
     };
     let Some(url) = req.notify_url.clone().or(configured) else {
         return json_response(
@@ -223,6 +228,7 @@ pub(super) async fn mo(State(sim): State<Arc<Simulator>>, body: Bytes) -> Respon
             date_time: Some(now),
         },
     });
+    let soap = creds.sign_envelope(soap);
     let (content_type, body) = if req.inline {
         build_related(&soap, &req.text, &req.parts, &boundary())
     } else {
@@ -237,7 +243,7 @@ pub(super) async fn mo(State(sim): State<Arc<Simulator>>, body: Bytes) -> Respon
         });
         (parlayx::CONTENT_TYPE.to_string(), soap.into_bytes())
     };
-    let sent = post_typed(&sim.client, &url, &content_type, body).await;
+    let sent = post_typed(&sim.client, &url, &content_type, body, &creds).await;
     mo_answer(
         &sim,
         sent,

@@ -19,7 +19,7 @@ mod sqlite_prune;
 
 use std::collections::BTreeMap;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{CorrelatorHit, SqliteStore};
 
 use crate::config::StoreConfig;
 use crate::message::{Envelope, MsgId, RecipientId, State, StatusReport};
@@ -188,6 +188,16 @@ impl Store {
     ) -> Result<retention::Deleted, StoreError> {
         match self {
             Store::Sqlite(s) => s.erase(addr).await,
+        }
+    }
+
+    /// The recipient an SDP correlator names (receipts), if any.
+    pub async fn find_correlator(
+        &self,
+        correlator: &str,
+    ) -> Result<Option<CorrelatorHit>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.find_correlator(correlator).await,
         }
     }
 

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS recipients (
     updated_at INTEGER NOT NULL,
     sms_encoding TEXT,
     sms_parts INTEGER,
+    correlator TEXT,
     PRIMARY KEY (msg_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients (next_attempt_at) WHERE state = 'retry';
@@ -300,6 +301,47 @@ impl SqliteStore {
         .await
     }
 
+    /// The recipient a receipt's correlator names, if any.
+    pub async fn find_correlator(
+        &self,
+        correlator: &str,
+    ) -> Result<Option<CorrelatorHit>, StoreError> {
+        let correlator = correlator.to_string();
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT msg_id, idx, address, state, attempts, remote_id
+                     FROM recipients WHERE correlator = ?1",
+                )?
+                .query_row([correlator], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                })
+                .optional()?;
+            let Some((msg, idx, address, state, attempts, remote_id)) = row else {
+                return Ok(None);
+            };
+            Ok(Some(CorrelatorHit {
+                rid: RecipientId {
+                    msg: MsgId(msg as u64),
+                    idx: idx as u32,
+                },
+                address: Address::parse_stored(&address)
+                    .map_err(|e| StoreError::Corrupt(format!("stored address: {e}")))?,
+                state: State::parse(&state).ok_or_else(|| bad_state(&state))?,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+                remote_id,
+            }))
+        })
+        .await
+    }
+
     pub async fn state_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
         self.read(|c| {
             let mut st =
@@ -321,6 +363,16 @@ impl SqliteStore {
             let _ = rx.await;
         }
     }
+}
+
+/// What the store knows of the recipient a correlator names.
+#[derive(Clone, Debug)]
+pub struct CorrelatorHit {
+    pub rid: RecipientId,
+    pub address: Address,
+    pub state: State,
+    pub attempts: u32,
+    pub remote_id: Option<String>,
 }
 
 fn mismatch() -> StoreError {
@@ -442,7 +494,14 @@ fn exec(c: &Connection, req: &Req, ids: &IdGen, report_ttl_ms: i64) -> Result<Re
         }
         Req::Apply(rid, o, sms) => {
             let a = apply(c, *rid, o, ids, report_ttl_ms)?;
-            if let (Applied::Updated { .. }, Some(info)) = (&a, sms) {
+            // A dispatch outcome's SMS shape is kept even when a receipt made the
+            // recipient final first.
+            let keep = match a {
+                Applied::Updated { .. } => true,
+                Applied::Ignored => o.status.is_none(),
+                Applied::Unknown => false,
+            };
+            if let (true, Some(info)) = (keep, sms) {
                 record_sms(c, *rid, *info)?;
             }
             Ok(Reply::Applied(a))
@@ -526,8 +585,8 @@ fn insert_envelope(c: &Connection, env: &Envelope) -> Result<(), StoreError> {
         env.note,
     ])?;
     let mut st = c.prepare_cached(
-        "INSERT INTO recipients (msg_id, idx, address, state, attempts, next_attempt_at, last_error, remote_id, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO recipients (msg_id, idx, address, state, attempts, next_attempt_at, last_error, remote_id, updated_at, correlator)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for r in &env.recipients {
         st.execute(params![
@@ -540,6 +599,7 @@ fn insert_envelope(c: &Connection, env: &Envelope) -> Result<(), StoreError> {
             r.last_error,
             r.remote_id,
             env.created_at,
+            r.correlator,
         ])?;
     }
     if let (Some(at), Some(_)) = (
@@ -704,6 +764,17 @@ fn apply(
         return Ok(Applied::Unknown);
     };
     let cur = State::parse(&cur).ok_or_else(|| bad_state(&cur))?;
+    if cur.is_final() && o.status.is_none() {
+        // A dispatch outcome for a recipient a receipt already made final (the receipt
+        // came before the send's answer was recorded): the state stays, but the attempt
+        // and the SDP's id are kept.
+        c.prepare_cached(
+            "UPDATE recipients SET attempts = MAX(attempts, ?3), remote_id = COALESCE(remote_id, ?4)
+             WHERE msg_id = ?1 AND idx = ?2",
+        )?
+        .execute(params![rid.msg.0 as i64, rid.idx, o.attempts, o.remote_id])?;
+        return Ok(Applied::Ignored);
+    }
     if cur.is_final() || (reported.as_deref() == Some(o.state.as_str()) && o.status.is_some()) {
         return Ok(Applied::Ignored);
     }
@@ -788,6 +859,13 @@ fn add_sms_columns(c: &Connection) -> Result<(), StoreError> {
     if !cols.iter().any(|n| n == "sms_parts") {
         c.execute_batch("ALTER TABLE recipients ADD COLUMN sms_parts INTEGER")?;
     }
+    if !cols.iter().any(|n| n == "correlator") {
+        c.execute_batch("ALTER TABLE recipients ADD COLUMN correlator TEXT")?;
+    }
+    c.execute_batch(
+        "CREATE INDEX IF NOT EXISTS recipients_correlator ON recipients (correlator)
+         WHERE correlator IS NOT NULL",
+    )?;
     Ok(())
 }
 
@@ -836,7 +914,7 @@ fn load_envelope(c: &Connection, id: MsgId) -> Result<Option<Envelope>, StoreErr
         .map_err(|e| StoreError::Corrupt(format!("content of {id}: {e}")))?;
     let mut st = c.prepare_cached(
         "SELECT idx, address, state, attempts, next_attempt_at, last_error, remote_id,
-                sms_encoding, sms_parts
+                sms_encoding, sms_parts, correlator
          FROM recipients WHERE msg_id = ?1 ORDER BY idx",
     )?;
     let rows = st.query_map([id.0 as i64], |r| {
@@ -850,12 +928,23 @@ fn load_envelope(c: &Connection, id: MsgId) -> Result<Option<Envelope>, StoreErr
             r.get::<_, Option<String>>(6)?,
             r.get::<_, Option<String>>(7)?,
             r.get::<_, Option<i64>>(8)?,
+            r.get::<_, Option<String>>(9)?,
         ))
     })?;
     let mut recipients = Vec::new();
     for row in rows {
-        let (idx, address, state, attempts, next_attempt_at, last_error, remote_id, enc, parts) =
-            row?;
+        let (
+            idx,
+            address,
+            state,
+            attempts,
+            next_attempt_at,
+            last_error,
+            remote_id,
+            enc,
+            parts,
+            correlator,
+        ) = row?;
         let sms = match (enc.as_deref().and_then(Encoding::parse), parts) {
             (Some(encoding), Some(parts)) => Some(SmsInfo {
                 encoding,
@@ -873,6 +962,7 @@ fn load_envelope(c: &Connection, id: MsgId) -> Result<Option<Envelope>, StoreErr
             last_error,
             remote_id,
             sms,
+            correlator,
         });
     }
     Ok(Some(Envelope {

@@ -24,6 +24,21 @@ pub const OTHER_TOKEN: &str = "test-token-0002";
 /// The admin API's token: reads every message (MO, mail, XMPP, reports included).
 pub const ADMIN_TOKEN: &str = "test-admin-token-0001";
 
+/// The basic-auth credential the test SDP (simulator) sends with its callbacks.
+pub const CALLBACK_USER: &str = "sdp";
+pub const CALLBACK_PASSWORD: &str = "test-callback-password";
+
+/// The callback credentials of [`test_config`], for simulators started by hand.
+pub fn sim_callbacks() -> switchboard::connectors::sdp::callbacks::CallbackCredentials {
+    switchboard::connectors::sdp::callbacks::CallbackCredentials {
+        basic: Some(switchboard::connectors::sdp::callbacks::BasicAuth {
+            user: CALLBACK_USER.into(),
+            password: CALLBACK_PASSWORD.into(),
+        }),
+        header: None,
+    }
+}
+
 /// Polls `f` until it gives `Some`, or panics naming `what` after `deadline`.
 pub async fn wait_for<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> T
 where
@@ -72,6 +87,7 @@ pub fn test_config(dir: &Path) -> Config {
     cfg.drain_timeout_secs = 5;
     cfg.im.domains = vec!["im.example.org".into()];
     cfg.log.level = "warn".into();
+    cfg.sdp.callbacks.basic = sim_callbacks().basic;
     cfg
 }
 
@@ -251,13 +267,20 @@ impl Harness {
         tweak(&mut cfg, &mut sim_cfg);
         let http_listener = TcpListener::bind(&cfg.http.listen).await.unwrap();
         let http_addr = http_listener.local_addr().unwrap();
-        sim_cfg.notify_url = Some(format!("http://{http_addr}{NOTIFY_PATH}"));
+        let callbacks = &cfg.sdp.callbacks;
+        sim_cfg.notify_url = Some(format!("http://{http_addr}{}", callbacks.path(NOTIFY_PATH)));
         sim_cfg.mms_notify_url.get_or_insert_with(|| {
             format!(
                 "http://{http_addr}{}",
-                switchboard::connectors::sdp::mms::MMS_NOTIFY_PATH
+                callbacks.path(switchboard::connectors::sdp::mms::MMS_NOTIFY_PATH)
             )
         });
+        if sim_cfg.callbacks.is_empty() {
+            sim_cfg.callbacks =
+                switchboard::connectors::sdp::callbacks::CallbackCredentials::from_config(
+                    callbacks,
+                );
+        }
         let sim = Sim::start(sim_cfg).await;
         if cfg.sdp.send_sms_url.is_empty() {
             cfg.sdp.send_sms_url = sim.send_sms_url();
@@ -342,20 +365,38 @@ impl Harness {
 
     /// The simulator's copy of the SMS sent for message `id` (waits for it).
     pub async fn sent_sms(&self, id: &str) -> switchboard::sim::SimMessage {
+        let correlators = correlators_of(&self.cfg.store.path, id);
         wait_for(
             Duration::from_secs(10),
             "the SMS to reach the simulator",
             || {
-                let found = self
-                    .sim
-                    .sim
-                    .messages()
-                    .into_iter()
-                    .find(|m| m.correlator.as_deref().is_some_and(|c| c.starts_with(id)));
+                let found = self.sim.sim.messages().into_iter().find(|m| {
+                    m.correlator
+                        .as_ref()
+                        .is_some_and(|c| correlators.contains(c))
+                });
                 async move { found }
             },
         )
         .await
+    }
+
+    /// The SDP correlator of recipient `idx` of message `id` (read from the store file).
+    pub fn correlator(&self, id: &str, idx: u32) -> String {
+        correlator_of(&self.cfg.store.path, id, idx)
+    }
+
+    /// The message id whose recipient has this correlator.
+    pub fn message_of(&self, correlator: &str) -> Option<String> {
+        message_of_correlator(&self.cfg.store.path, correlator)
+    }
+
+    /// Adds the test SDP's callback credential to a request.
+    pub fn sdp_auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.cfg.sdp.callbacks.basic {
+            Some(b) => req.basic_auth(&b.user, Some(&b.password)),
+            None => req,
+        }
     }
 
     /// `GET /v1/messages/{id}`.
@@ -384,14 +425,19 @@ impl Harness {
         .await
     }
 
-    /// POSTs raw XML to the gateway's SmsNotification endpoint.
+    /// POSTs raw XML to the gateway's SmsNotification endpoint, as the SDP (with its
+    /// callback credential).
     pub async fn soap(&self, body: impl Into<String>) -> (reqwest::StatusCode, String) {
+        let url = format!("{}{}", self.base, self.cfg.sdp.callbacks.path(NOTIFY_PATH));
+        let body = switchboard::connectors::sdp::callbacks::CallbackCredentials::from_config(
+            &self.cfg.sdp.callbacks,
+        )
+        .sign_envelope(body.into());
         let r = self
-            .http
-            .post(format!("{}{NOTIFY_PATH}", self.base))
+            .sdp_auth(self.http.post(url))
             .header("content-type", "text/xml; charset=utf-8")
             .header("SOAPAction", "\"\"")
-            .body(body.into())
+            .body(body)
             .send()
             .await
             .unwrap();
@@ -431,6 +477,68 @@ impl Drop for Harness {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+fn msg_id_of(id: &str) -> i64 {
+    u64::from_str_radix(id, 16).expect("a message id") as i64
+}
+
+/// Every SDP correlator of message `id` (read from the store file).
+pub fn correlators_of(db: &Path, id: &str) -> Vec<String> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    let mut st = c
+        .prepare("SELECT correlator FROM recipients WHERE msg_id = ?1 AND correlator IS NOT NULL")
+        .unwrap();
+    st.query_map([msg_id_of(id)], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Every message's SDP correlators, by message id (read from the store file).
+pub fn correlators_by_message(db: &Path) -> std::collections::HashMap<String, Vec<String>> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    let mut st = c
+        .prepare("SELECT msg_id, correlator FROM recipients WHERE correlator IS NOT NULL")
+        .unwrap();
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let rows = st
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .unwrap();
+    for row in rows {
+        let (id, c) = row.unwrap();
+        out.entry(format!("{:016x}", id as u64))
+            .or_default()
+            .push(c);
+    }
+    out
+}
+
+/// The SDP correlator of recipient `idx` of message `id`.
+pub fn correlator_of(db: &Path, id: &str, idx: u32) -> String {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    c.query_row(
+        "SELECT correlator FROM recipients WHERE msg_id = ?1 AND idx = ?2",
+        rusqlite::params![msg_id_of(id), idx],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// The message id (16 hex digits) whose recipient has `correlator`.
+pub fn message_of_correlator(db: &Path, correlator: &str) -> Option<String> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    c.query_row(
+        "SELECT msg_id FROM recipients WHERE correlator = ?1",
+        [correlator],
+        |r| r.get::<_, i64>(0),
+    )
+    .ok()
+    .map(|id| format!("{:016x}", id as u64))
 }
 
 /// Counts the rows of a table in a SQLite store file.

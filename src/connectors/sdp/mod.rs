@@ -8,6 +8,7 @@
 //!   did not take the request; the message waits without spending an attempt).
 //! - Any `POLxxxx` fault and every other `SVCxxxx` fault, other 4xx: permanent.
 
+pub mod callbacks;
 pub mod mms;
 pub mod parlayx;
 

@@ -34,6 +34,9 @@ use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
 pub mod mms;
+mod strict;
+
+pub use strict::{NotifyHeader, insert_notify_header};
 
 /// SOAP 1.1 envelope namespace.
 pub const NS_SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -403,6 +406,13 @@ pub enum SoapError {
         element: &'static str,
         value: String,
     },
+    /// A notification outside what the interface allows: SOAP 1.2, an undeclared prefix,
+    /// an element in the wrong namespace.
+    #[error("not accepted: {0}")]
+    Namespace(String),
+    /// A header marked `mustUnderstand` that the gateway does not understand.
+    #[error("header <{0}> marked mustUnderstand is not understood")]
+    MustUnderstand(String),
 }
 
 impl SoapError {
@@ -801,6 +811,10 @@ fn classify_ns(r: &ResolveResult<'_>) -> Ns {
 #[derive(Debug)]
 struct Elem {
     ns: Ns,
+    /// The namespace exactly as resolved (for the strict notification decoders).
+    uri: NsUri,
+    /// `mustUnderstand="1"` (or `"true"`) on the element.
+    must_understand: bool,
     name: String,
     text: String,
     children: Vec<Elem>,
@@ -833,9 +847,32 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-fn new_elem(ns: ResolveResult<'_>, local: &str) -> Elem {
+/// An element's namespace as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum NsUri {
+    Unbound,
+    /// A prefix with no declaration in scope.
+    Undeclared,
+    Bound(String),
+}
+
+fn new_elem(ns: ResolveResult<'_>, start: &quick_xml::events::BytesStart<'_>) -> Elem {
+    let local = start.local_name();
+    let local: &str = local.as_ref();
+    let uri = match &ns {
+        ResolveResult::Bound(n) => NsUri::Bound(n.0.to_owned()),
+        ResolveResult::Unbound => NsUri::Unbound,
+        ResolveResult::Unknown(_) => NsUri::Undeclared,
+    };
+    let must_understand = start.attributes().flatten().any(|a| {
+        let key = a.key.local_name();
+        let key: &str = key.as_ref();
+        key == "mustUnderstand" && matches!(a.value.as_ref().trim(), "1" | "true")
+    });
     Elem {
         ns: classify_ns(&ns),
+        uri,
+        must_understand,
         name: local.to_owned(),
         text: String::new(),
         children: Vec::new(),
@@ -889,13 +926,9 @@ fn parse(xml: &[u8]) -> Result<Elem, SoapError> {
                     if stack.len() >= MAX_DEPTH {
                         return Err(SoapError::Malformed("element nesting too deep".into()));
                     }
-                    let local = s.local_name();
-                    Some(Ok(new_elem(ns, local.as_ref())))
+                    Some(Ok(new_elem(ns, &s)))
                 }
-                Event::Empty(s) => {
-                    let local = s.local_name();
-                    Some(Err(new_elem(ns, local.as_ref())))
-                }
+                Event::Empty(s) => Some(Err(new_elem(ns, &s))),
                 Event::End(_) => {
                     let Some(done) = stack.pop() else {
                         return Err(SoapError::Malformed("unmatched end tag".into()));
@@ -1169,7 +1202,7 @@ pub fn decode_fault(xml: &[u8]) -> Result<Fault, SoapError> {
 }
 
 /// Decodes `notifySmsDeliveryReceipt` or `notifySmsReception` (v2_1 or v2_2;
-/// a NotifySOAPHeader is ignored; `dateTime` is optional).
+/// a NotifySOAPHeader is read by [`decode_notification_with_header`]; `dateTime` is optional).
 pub fn decode_notification(xml: &[u8]) -> Result<Notification, SoapError> {
     decode_notification_versioned(xml).map(|(_, n)| n)
 }
@@ -1178,8 +1211,17 @@ pub fn decode_notification(xml: &[u8]) -> Result<Notification, SoapError> {
 pub fn decode_notification_versioned(
     xml: &[u8],
 ) -> Result<(Option<Version>, Notification), SoapError> {
+    decode_notification_with_header(xml).map(|(v, n, _)| (v, n))
+}
+
+/// Like [`decode_notification_versioned`], also returning the `NotifySOAPHeader` (for the
+/// callback check). Strict: SOAP 1.1 only, every prefix declared, the operation in a
+/// notification namespace, no unknown `mustUnderstand` header.
+pub fn decode_notification_with_header(
+    xml: &[u8],
+) -> Result<(Option<Version>, Notification, Option<NotifyHeader>), SoapError> {
     let env = Envelope::parse(xml)?;
-    let op = env.body_child()?;
+    let (op, header) = strict::check(&env, &[NS_NOTIFICATION_V2_1, NS_NOTIFICATION_V2_2])?;
     let n = match op.name.as_str() {
         "notifySmsDeliveryReceipt" => {
             let ds = op
@@ -1212,7 +1254,7 @@ pub fn decode_notification_versioned(
         }
         other => return Err(SoapError::UnexpectedBody(truncate(other, 80))),
     };
-    Ok((local_version(op), n))
+    Ok((local_version(op), n, header))
 }
 
 /// Decodes the gateway's answer to a notification (`notifySms…Response`).

@@ -181,9 +181,17 @@ pub fn decode_notify_message_delivery_receipt(xml: &[u8]) -> Result<MessageRecei
 
 /// Decodes either operation of the MessageNotification interface.
 pub fn decode_mm_notification(xml: &[u8]) -> Result<MmNotification, SoapError> {
+    decode_mm_notification_with_header(xml).map(|(n, _)| n)
+}
+
+/// Like [`decode_mm_notification`], also returning the `NotifySOAPHeader` (for the
+/// callback check). Strict like the SMS notifications (`parlayx::strict`).
+pub fn decode_mm_notification_with_header(
+    xml: &[u8],
+) -> Result<(MmNotification, Option<super::NotifyHeader>), SoapError> {
     let env = Envelope::parse(xml)?;
-    let op = env.body_child()?;
-    match op.name.as_str() {
+    let (op, header) = super::strict::check(&env, &[NS_MM_NOTIFICATION])?;
+    let n = match op.name.as_str() {
         "notifyMessageDeliveryReceipt" => read_receipt(op).map(MmNotification::Receipt),
         "notifyMessageReception" => {
             let m = op
@@ -204,7 +212,8 @@ pub fn decode_mm_notification(xml: &[u8]) -> Result<MmNotification, SoapError> {
             }))
         }
         other => Err(SoapError::UnexpectedBody(truncate(other, 80))),
-    }
+    }?;
+    Ok((n, header))
 }
 
 fn read_receipt(op: &Elem) -> Result<MessageReceipt, SoapError> {
