@@ -263,7 +263,8 @@ mod tests {
             idx: 2,
         };
         let id = message_id(rid, "gw.example.org");
-        let (r, t) = split_id(&format!("<{id}>"), "gw.example.org").unwrap();
+        let bracketed = format!("<{id}>");
+        let (r, t) = split_id(&bracketed, "gw.example.org").unwrap();
         assert_eq!(r, rid);
         assert_eq!(t.len(), 32);
         assert!(split_id(&id, "other.example.org").is_none());
