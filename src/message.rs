@@ -233,6 +233,10 @@ pub struct MailMeta {
     /// When a `delayed` DSN is due for recipients still unsent (ms); `None`: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_report_at: Option<i64>,
+    /// The virus and spam checks ran before the mail was accepted (SMTP pre-queue): the
+    /// process stage does not run them again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub content_checked: bool,
 }
 
 /// One recipient's DSN request: `NOTIFY` and `ORCPT`.

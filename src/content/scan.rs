@@ -9,6 +9,11 @@
 //!   `fail_closed` the message is retried later (a temporary failure), under `fail_open` it
 //!   passes and `switchboard_scan_total{outcome="fail_open"}` counts it.
 //! - clamd's answer is read with a bound ([`MAX_REPLY`]) and the whole scan with a deadline.
+//! - No error or refusal names a filesystem path (the quarantine folder, clamd's socket):
+//!   they reach API clients, DSNs and SMTP replies. The quarantine folder of a message is
+//!   named by its id.
+//! - Mail received over SMTP is scanned whole before it is accepted ([`Scanner::scan_bytes`],
+//!   [`Scanner::quarantine_mail`]), so a refusal is an SMTP reply, never a bounce.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -152,8 +157,38 @@ impl Scanner {
         };
         let reply = clamav_client::tokio::scan_buffer(bytes, transport, None)
             .await
-            .map_err(|e| Unavailable(format!("clamd at {}: {e}", self.cfg.clamd)))?;
+            .map_err(|e| Unavailable(format!("clamd: {e}")))?;
         parse_reply(&reply)
+    }
+
+    /// Scans one whole object (a received mail: clamd reads its MIME structure itself),
+    /// within the scan deadline; the signature found, if any.
+    pub async fn scan_bytes(&self, bytes: &[u8]) -> Result<Option<String>, Unavailable> {
+        let deadline = Duration::from_millis(self.cfg.timeout_ms);
+        tokio::time::timeout(deadline, self.scan_one(bytes))
+            .await
+            .unwrap_or_else(|_| Err(Unavailable(format!("no verdict within {deadline:?}"))))
+    }
+
+    /// What the configured policy says when clamd gives no verdict.
+    pub fn on_unavailable(&self) -> WhenUnavailable {
+        self.cfg.on_unavailable
+    }
+
+    /// Keeps an infected received mail (`message.eml`) and a note in the quarantine folder
+    /// of message `id`.
+    pub async fn quarantine_mail(
+        &self,
+        env: &Envelope,
+        signature: &str,
+        raw: &[u8],
+    ) -> io::Result<()> {
+        let note = format!(
+            "message {}\norigin {}\nsignature {}\n",
+            env.id, env.origin, signature
+        );
+        self.keep(env, note, vec![("message.eml".into(), raw.to_vec())])
+            .await
     }
 
     /// Scans `env`'s parts and turns the verdict into a decision under the configured
@@ -170,10 +205,10 @@ impl Scanner {
             Ok(Verdict::Infected { signature, part }) => {
                 metrics::counter!("switchboard_scan_total", "outcome" => "infected").increment(1);
                 let kept = match self.quarantine(env, &signature).await {
-                    Ok(dir) => format!("kept in quarantine as {}", dir.display()),
+                    Ok(()) => "kept in quarantine",
                     Err(e) => {
                         tracing::error!(message = %env.id, error = %e, "cannot quarantine");
-                        format!("not kept: quarantine failed: {e}")
+                        "not kept: quarantine failed"
                     }
                 };
                 tracing::warn!(message = %env.id, %signature, %part, "virus found");
@@ -199,10 +234,7 @@ impl Scanner {
 
     /// Writes the message's parts and a note to `<quarantine_dir>/<id>/`, after pruning
     /// folders older than the retention.
-    async fn quarantine(&self, env: &Envelope, signature: &str) -> io::Result<PathBuf> {
-        let root = self.cfg.quarantine_dir.clone();
-        let keep = Duration::from_secs(u64::from(self.cfg.quarantine_retention_days) * 86_400);
-        let dir = root.join(env.id.to_string());
+    async fn quarantine(&self, env: &Envelope, signature: &str) -> io::Result<()> {
         let note = format!(
             "message {}\norigin {}\nsignature {}\n",
             env.id, env.origin, signature
@@ -214,7 +246,19 @@ impl Scanner {
             .enumerate()
             .map(|(i, p)| (file_name(i, p.name.as_deref()), p.bytes.clone()))
             .collect();
-        let out = dir.clone();
+        self.keep(env, note, parts).await
+    }
+
+    /// Writes `files` and the note to `<quarantine_dir>/<id>/`.
+    async fn keep(
+        &self,
+        env: &Envelope,
+        note: String,
+        parts: Vec<(String, Vec<u8>)>,
+    ) -> io::Result<()> {
+        let root = self.cfg.quarantine_dir.clone();
+        let keep = Duration::from_secs(u64::from(self.cfg.quarantine_retention_days) * 86_400);
+        let dir = root.join(env.id.to_string());
         tokio::task::spawn_blocking(move || {
             prune(&root, keep);
             std::fs::create_dir_all(&dir)?;
@@ -224,8 +268,7 @@ impl Scanner {
             std::fs::write(dir.join("REASON"), note)
         })
         .await
-        .map_err(io::Error::other)??;
-        Ok(out)
+        .map_err(io::Error::other)?
     }
 }
 
@@ -260,7 +303,7 @@ fn prune(root: &Path, keep: Duration) {
             .and_then(|t| now.duration_since(t).ok())
             .is_some_and(|age| age > keep);
         if old && let Err(err) = std::fs::remove_dir_all(e.path()) {
-            tracing::warn!(path = %e.path().display(), error = %err, "cannot prune quarantine");
+            tracing::warn!(entry = ?e.file_name(), error = %err, "cannot prune quarantine");
         }
     }
 }

@@ -11,6 +11,9 @@
 //!   answering nonsense → the `on_unavailable` policy, counted, never silent.
 //! - The flood window counts each message once, whatever its retries, and its memory is
 //!   bounded ([`MAX_TRACKED_SENDERS`]). rspamd's answer is read with a bound.
+//! - No refusal names a filesystem path (the quarantine folder is named by the message id).
+//! - Mail received over SMTP is checked whole before it is accepted ([`SpamCheck::check_mail`]:
+//!   rspamd reads the mail as received), so a refusal is an SMTP reply, never a bounce.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -179,8 +182,24 @@ impl SpamCheck {
         })
     }
 
+    /// Whether a check that cannot get its verdict holds the message (rspamd configured
+    /// under `fail_closed`); the built-in rules need no service.
+    pub fn fail_closed(&self) -> bool {
+        !self.cfg.rspamd_url.is_empty() && self.cfg.on_unavailable == WhenUnavailable::FailClosed
+    }
+
     /// Runs the rules, then rspamd.
     pub async fn check(&self, env: &Envelope) -> Verdict {
+        self.check_with(env, None).await
+    }
+
+    /// The checks of a mail before it is accepted: the rules on `env`, rspamd on the mail as
+    /// received (`raw`), which is also what a quarantine keeps.
+    pub async fn check_mail(&self, env: &Envelope, raw: &[u8]) -> Verdict {
+        self.check_with(env, Some(raw)).await
+    }
+
+    async fn check_with(&self, env: &Envelope, raw: Option<&[u8]>) -> Verdict {
         let text = &env.content.text;
         if let Some(v) = self.rules(env) {
             return v;
@@ -188,8 +207,12 @@ impl SpamCheck {
         if self.cfg.rspamd_url.is_empty() {
             return Verdict::Pass;
         }
-        match self.rspamd(env).await {
-            Ok(action) => self.by_action(env, &action).await,
+        let mail = match raw {
+            Some(r) => r.to_vec(),
+            None => as_mail(env),
+        };
+        match self.rspamd(env, &mail).await {
+            Ok(action) => self.by_action(env, &action, mail).await,
             Err(e) => match self.cfg.on_unavailable {
                 WhenUnavailable::FailOpen => {
                     count("rspamd", "fail_open");
@@ -268,15 +291,14 @@ impl SpamCheck {
     }
 
     /// Asks rspamd; returns its action.
-    async fn rspamd(&self, env: &Envelope) -> Result<String, String> {
+    async fn rspamd(&self, env: &Envelope, mail: &[u8]) -> Result<String, String> {
         let url = format!("{}/checkv2", self.cfg.rspamd_url.trim_end_matches('/'));
-        let mail = as_mail(env);
         let mut resp = self
             .client
             .post(&url)
             .header("From", env.origin.value())
             .header("Queue-Id", env.id.to_string())
-            .body(mail)
+            .body(mail.to_vec())
             .send()
             .await
             .map_err(|e| format!("rspamd at {url}: {e}"))?;
@@ -299,16 +321,19 @@ impl SpamCheck {
             .map_err(|e| format!("unreadable rspamd answer: {e}"))
     }
 
-    async fn by_action(&self, env: &Envelope, action: &str) -> Verdict {
+    async fn by_action(&self, env: &Envelope, action: &str, mail: Vec<u8>) -> Verdict {
         let is = |list: &[String]| list.iter().any(|a| a.eq_ignore_ascii_case(action));
         if is(&self.cfg.reject_actions) {
             count("rspamd", "reject");
             Verdict::Refuse(format!("spam_rejected: rspamd says {action:?}"))
         } else if is(&self.cfg.quarantine_actions) {
             count("rspamd", "quarantine");
-            let kept = match self.quarantine(env, action).await {
-                Ok(p) => format!("kept in quarantine as {}", p.display()),
-                Err(e) => format!("not kept: quarantine failed: {e}"),
+            let kept = match self.quarantine(env, action, mail).await {
+                Ok(()) => "kept in quarantine",
+                Err(e) => {
+                    tracing::error!(message = %env.id, error = %e, "cannot quarantine spam");
+                    "not kept: quarantine failed"
+                }
             };
             Verdict::Refuse(format!("spam_quarantined: rspamd says {action:?}; {kept}"))
         } else if is(&self.cfg.tag_actions) {
@@ -320,22 +345,19 @@ impl SpamCheck {
         }
     }
 
-    async fn quarantine(&self, env: &Envelope, action: &str) -> std::io::Result<PathBuf> {
+    async fn quarantine(&self, env: &Envelope, action: &str, mail: Vec<u8>) -> std::io::Result<()> {
         let dir = self.cfg.quarantine_dir.join(format!("{}-spam", env.id));
-        let mail = as_mail(env);
         let note = format!(
             "message {}\norigin {}\nrspamd action {action}\n",
             env.id, env.origin
         );
-        let out = dir.clone();
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)?;
             std::fs::write(dir.join("message.eml"), mail)?;
             std::fs::write(dir.join("REASON"), note)
         })
         .await
-        .map_err(std::io::Error::other)??;
-        Ok(out)
+        .map_err(std::io::Error::other)?
     }
 }
 

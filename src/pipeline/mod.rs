@@ -827,6 +827,16 @@ async fn check(
     mut job: Job,
 ) -> Option<Job> {
     let (scanner, spam) = &*checks;
+    // Mail checked before its SMTP `250` is not checked a second time.
+    if job
+        .env
+        .content
+        .mail
+        .as_ref()
+        .is_some_and(|m| m.content_checked)
+    {
+        return Some(job);
+    }
     // Attachments are scanned before any recipient is routed: one verdict for all.
     if let Some(scanner) = scanner
         && job.env.kind == Kind::Message

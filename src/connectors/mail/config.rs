@@ -32,10 +32,20 @@ pub struct MailConfig {
     /// Longest line of a message body, in bytes (`554 5.6.0` beyond). Command lines are
     /// limited to 4,096 bytes (`500 5.5.2`).
     pub max_line_bytes: usize,
-    /// Seconds the server waits for a command before closing with `421 4.4.2`.
+    /// Seconds a client has for each whole command line (from the previous reply, however
+    /// it trickles it in) before the server closes with `421 4.4.2`; at most 10 s while
+    /// fewer than a fifth of the `max_connections` slots are free.
     pub command_timeout_secs: u64,
-    /// Seconds the server waits for more message data before closing with `421 4.4.2`.
+    /// Seconds a client has for the whole message data (from `354` to the final dot) before
+    /// the server closes with `421 4.4.2`.
     pub data_timeout_secs: u64,
+    /// Most messages in one session (transactions answered for good at the end of `DATA`:
+    /// accepted or refused, not "try later"); the next `MAIL` gets `421 4.7.0` and the
+    /// session closes.
+    pub max_messages_per_session: usize,
+    /// Most messages accepted from one envelope sender per minute, over all sessions (a
+    /// token bucket); beyond it `MAIL` gets `450 4.7.1`. 0: no limit.
+    pub max_messages_per_sender_per_minute: u32,
     /// Most SMTP connections at once; further clients wait in the listen backlog.
     pub max_connections: usize,
     /// Most SMTP connections from one client address (`421 4.7.0` beyond).
@@ -86,6 +96,8 @@ impl Default for MailConfig {
             max_line_bytes: 64 * 1024,
             command_timeout_secs: 300,
             data_timeout_secs: 600,
+            max_messages_per_session: 100,
+            max_messages_per_sender_per_minute: 60,
             max_connections: 512,
             max_connections_per_ip: 64,
             tls_cert: None,
@@ -156,6 +168,7 @@ impl MailConfig {
             ("max_recipients", self.max_recipients),
             ("max_connections", self.max_connections),
             ("max_connections_per_ip", self.max_connections_per_ip),
+            ("max_messages_per_session", self.max_messages_per_session),
             ("smarthost_connections", self.smarthost_connections),
             ("concurrency", self.concurrency),
             ("sms_max_chars", self.sms_max_chars),

@@ -7,16 +7,24 @@
 //! - `parse`: the received mail as gateway content (`mail-parser`).
 //! - `client`: the smarthost pool (lettre over `TCP_NODELAY` sockets, `deadpool` bounded).
 //! - `dsn`: the reports (`mail-builder`).
+//! - `data`: the DATA framing (only `CRLF . CRLF` ends a message; bare CR/LF refused).
+//! - `bounce`: null-sender mail, matched to the mail it reports on by its Message-ID token.
+//! - `precheck`: virus and spam checks before the `250`.
+//! - `limits`: messages per sender per minute.
 //!
 //! [`MailSink`] is the dispatch sink of the `mail` channel: a message becomes a mail from
 //! the origin's mapped address (`8613800000000@sms.example.org`), a status report for a mail
 //! origin becomes a DSN — if the sender asked for that outcome (`NOTIFY`), else it is
 //! settled without sending anything.
 
+pub mod bounce;
 pub mod client;
 pub mod config;
+pub mod data;
 pub mod dsn;
+pub mod limits;
 pub mod parse;
+pub mod precheck;
 pub mod server;
 
 use std::sync::Arc;
@@ -99,11 +107,13 @@ impl MailSink {
             (Address::Sms(n), _) => format!("SMS from {n}"),
             (other, _) => format!("Message from {}", other.value()),
         };
+        // The Message-ID's token, kept as the remote id, is what a bounce must repeat.
+        let message_id = bounce::message_id(env.recipient_id(idx), &me.hostname);
         let mut b = MessageBuilder::new()
             .from(from.clone())
             .to(to.clone())
             .subject(subject)
-            .message_id(format!("{}@{}", env.recipient_id(idx), me.hostname))
+            .message_id(message_id.clone())
             .text_body(env.content.text.clone());
         for p in &env.content.parts {
             b = b.attachment(
@@ -116,8 +126,9 @@ impl MailSink {
             .write_to_vec()
             .map_err(|e| SinkError::Permanent(format!("cannot build the mail: {e}")))?;
         let reply = me.client.send(Some(&from), to, &bytes).await?;
+        tracing::debug!(message = %env.id, smarthost = %reply, "mail handed to the smarthost");
         Ok(Sent {
-            remote_id: Some(reply).filter(|r| !r.is_empty()),
+            remote_id: Some(format!("<{message_id}>")),
             final_word: true,
         })
     }

@@ -10,8 +10,22 @@
 //!   `max_connections_per_ip` from one address (`421 4.7.0`).
 //! - Bounded reads: command lines up to 4,096 bytes (`500 5.5.2`), message size
 //!   (`552 5.3.4`, the excess is read and dropped, never kept), body line length
-//!   (`554 5.6.0`), recipients (`452 4.5.3`), command and data timeouts (`421 4.4.2`), and a
-//!   session closes after 20 bad commands.
+//!   (`554 5.6.0`), recipients (`452 4.5.3`); a session closes after 20 bad commands or 100
+//!   junk ones (`NOOP`, `RSET`, `VRFY`, `HELP`, greetings).
+//! - Deadlines, not idle timeouts: each command line must arrive whole within
+//!   `command_timeout_secs` of the previous reply and the message data within
+//!   `data_timeout_secs` of `354` (`421 4.4.2`), however slowly the bytes trickle; replies
+//!   are written under the same deadline (a client that does not read is let go). With
+//!   fewer than a fifth of the session slots free, the command deadline is at most 10 s.
+//!   The per-address cap counts an IPv6 client's /64 as one address.
+//! - At most `max_messages_per_session` messages per session (`421 4.7.0`), at most
+//!   `max_messages_per_sender_per_minute` per envelope sender over all sessions (`450 4.7.1`).
+//! - DATA framing ([`super::data`]): only `CRLF . CRLF` ends a message; a bare CR or LF is
+//!   refused with `554 5.6.0` and the session closes, so nothing after a doubtful end is
+//!   read as commands (no smuggling). `BDAT` (CHUNKING) is not offered: `502` and closed.
+//! - Null-sender mail is a report on mail the gateway sent, never a message
+//!   ([`super::bounce`]); other mail passes the virus and spam checks before the `250`
+//!   ([`super::precheck`]), so refusals are SMTP replies, never bounces.
 //! - Replies are written when the client's input is used up, so pipelined commands get
 //!   their replies in one write (PIPELINING).
 //! - On shutdown: no new connections; an idle session is told `421 4.3.2` and closed; a
@@ -22,7 +36,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
+use tokio::time::Instant;
+
+use smtp_proto::request::receiver::RequestReceiver;
 use smtp_proto::{
     Error as ProtoError, MAIL_RET_FULL, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER,
     RCPT_NOTIFY_SUCCESS, Request,
@@ -36,7 +52,10 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::config::{MailConfig, allowed};
-use super::parse;
+use super::data::DataReader;
+use super::limits::{RateTicket, SenderRate};
+use super::precheck::PreQueue;
+use super::{bounce, parse};
 use crate::address::{Address, MailDomains};
 use crate::config::Config;
 use crate::message::{Content, Envelope, Kind, MailMeta, MailRcpt, Recipient, now_ms};
@@ -47,6 +66,51 @@ const MAX_ERRORS: u32 = 20;
 
 /// Longest command line, CRLF included (RFC 5321 asks for at least 512).
 const MAX_COMMAND_LINE: usize = 4096;
+
+/// Commands that move no mail (`NOOP`, `RSET`, `VRFY`, `HELP`, `EHLO`/`HELO`) after which a
+/// session is closed.
+const MAX_JUNK: u32 = 100;
+
+/// Writes the pending replies before `deadline` (a client that does not read them is let
+/// go) and clears them.
+async fn write_out<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    deadline: Instant,
+) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let io = async {
+        stream.write_all(out).await?;
+        stream.flush().await
+    };
+    let r = tokio::time::timeout_at(deadline, io).await;
+    out.clear();
+    match r {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client does not read its replies",
+        )),
+    }
+}
+
+/// A client address as the limits see it: IPv4-mapped IPv6 as IPv4, and an IPv6 client's
+/// /64 as one address (a host is given a whole /64).
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
+        },
+        v4 => v4,
+    }
+}
+
+/// The command deadline under load (fewer than a fifth of the session slots free), when
+/// the configured one is longer: slow clients cannot keep others waiting for long.
+const BUSY_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Loads the STARTTLS certificate and key named by the config, if any.
 pub fn tls_acceptor(cfg: &MailConfig) -> Result<Option<TlsAcceptor>, String> {
@@ -88,6 +152,12 @@ struct Shared {
     domains: MailDomains,
     nets: Vec<(IpAddr, u8)>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Virus and spam checks before the `250`.
+    pre: PreQueue,
+    /// Messages per envelope sender per minute.
+    rate: Arc<SenderRate>,
+    /// Session slots (`max_connections`).
+    slots: Arc<Semaphore>,
     /// Stop taking new work: idle sessions close.
     soft: CancellationToken,
     /// The drain deadline passed: every session closes now.
@@ -129,11 +199,14 @@ pub async fn serve(
         intake,
         tls,
         per_ip: Mutex::new(HashMap::new()),
+        pre: PreQueue::new(&cfg),
+        slots: Arc::new(Semaphore::new(cfg.mail.max_connections.max(1))),
+        rate: SenderRate::new(cfg.mail.max_messages_per_sender_per_minute),
         soft: shutdown.clone(),
         hard: CancellationToken::new(),
     });
     let sessions = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(cfg.mail.max_connections.max(1)));
+    let slots = shared.slots.clone();
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -152,6 +225,7 @@ pub async fn serve(
         };
         let _ = sock.set_nodelay(true);
         let ip = peer.ip();
+        let key = canonical(ip);
         metrics::counter!("switchboard_smtp_connections_total").increment(1);
         if !allowed(&shared.nets, ip) {
             metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => "network")
@@ -164,7 +238,7 @@ pub async fn serve(
         }
         let over = {
             let mut map = shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            let n = map.entry(ip).or_insert(0);
+            let n = map.entry(key).or_insert(0);
             if *n >= cfg.mail.max_connections_per_ip {
                 true
             } else {
@@ -183,7 +257,7 @@ pub async fn serve(
         }
         let slot = IpSlot {
             shared: shared.clone(),
-            ip,
+            ip: key,
         };
         let shared = shared.clone();
         let span = tracing::debug_span!("smtp", peer = %peer);
@@ -223,6 +297,8 @@ async fn connection(shared: Arc<Shared>, sock: TcpStream, ip: IpAddr) -> std::io
     let Some(sock) = session.run(sock, true).await? else {
         return Ok(());
     };
+    // The limits hold across the upgrade.
+    let (messages, junk, errors) = (session.messages, session.junk, session.errors);
     let Some(acceptor) = shared.tls.clone() else {
         return Ok(());
     };
@@ -241,6 +317,7 @@ async fn connection(shared: Arc<Shared>, sock: TcpStream, ip: IpAddr) -> std::io
     // RFC 3207: forget everything said before TLS.
     let mut session = Session::new(&shared, ip);
     session.tls_active = true;
+    (session.messages, session.junk, session.errors) = (messages, junk, errors);
     session.run(tls, false).await?;
     Ok(())
 }
@@ -252,6 +329,8 @@ struct Txn {
     envid: Option<String>,
     ret_full: bool,
     rcpts: Vec<(Address, MailRcpt)>,
+    /// The sender's token for this message (given back unless it is stored).
+    ticket: Option<RateTicket>,
 }
 
 enum Next {
@@ -261,17 +340,6 @@ enum Next {
     StartTls,
 }
 
-/// A message body being received.
-struct Body {
-    rx: DataReceiver,
-    bytes: Vec<u8>,
-    /// Bytes seen so far (also those dropped after the size limit).
-    seen: usize,
-    too_big: bool,
-    line_len: usize,
-    long_line: bool,
-}
-
 struct Session<'a> {
     shared: &'a Shared,
     ip: IpAddr,
@@ -279,6 +347,9 @@ struct Session<'a> {
     tls_active: bool,
     txn: Option<Txn>,
     errors: u32,
+    junk: u32,
+    /// Transactions that reached the end of `DATA`.
+    messages: usize,
 }
 
 fn reply(out: &mut Vec<u8>, line: &str) {
@@ -295,11 +366,23 @@ impl<'a> Session<'a> {
             tls_active: false,
             txn: None,
             errors: 0,
+            junk: 0,
+            messages: 0,
         }
     }
 
     fn mail_cfg(&self) -> &MailConfig {
         &self.shared.cfg.mail
+    }
+
+    /// When the next command must have arrived.
+    fn command_deadline(&self) -> Instant {
+        let cfg = self.mail_cfg();
+        let mut wait = Duration::from_secs(cfg.command_timeout_secs);
+        if self.shared.slots.available_permits() * 5 < cfg.max_connections {
+            wait = wait.min(BUSY_COMMAND_TIMEOUT);
+        }
+        Instant::now() + wait
     }
 
     /// Runs the session on `stream`. Returns the stream when the client asked for STARTTLS
@@ -314,42 +397,41 @@ impl<'a> Session<'a> {
         let max_size = self.mail_cfg().max_message_bytes;
         let max_line = self.mail_cfg().max_line_bytes;
         let mut out: Vec<u8> = Vec::with_capacity(512);
+        // The client has until `deadline` for the whole command (or message data) being
+        // read: trickling bytes does not move it.
+        let mut deadline = self.command_deadline();
         if greet {
             reply(
                 &mut out,
                 &format!("220 {} ESMTP Switchboard", self.mail_cfg().hostname),
             );
-            stream.write_all(&out).await?;
-            out.clear();
+            write_out(&mut stream, &mut out, deadline).await?;
         }
         let mut rbuf = vec![0u8; 16 * 1024];
         let mut receiver = RequestReceiver::default();
-        let mut body: Option<Body> = None;
+        let mut body: Option<DataReader> = None;
         // Bytes of the command line read so far (before its LF), and whether the rest of
         // an over-long line is being skipped.
         let mut partial = 0usize;
         let mut skipping = false;
         loop {
             let idle = body.is_none() && self.txn.is_none();
-            let wait = if body.is_some() {
-                data_timeout
-            } else {
-                cmd_timeout
-            };
             let n = tokio::select! {
-                r = tokio::time::timeout(wait, stream.read(&mut rbuf)) => match r {
+                r = tokio::time::timeout_at(deadline, stream.read(&mut rbuf)) => match r {
                     Ok(Ok(0)) => return Ok(None),
                     Ok(Ok(n)) => n,
                     Ok(Err(e)) => return Err(e),
                     Err(_) => {
+                        metrics::counter!("switchboard_smtp_timeouts_total", "phase" => if body.is_some() { "data" } else { "command" })
+                            .increment(1);
                         reply(&mut out, "421 4.4.2 Timeout waiting for the client; closing");
-                        let _ = stream.write_all(&out).await;
+                        let _ = write_out(&mut stream, &mut out, Instant::now() + Duration::from_secs(1)).await;
                         return Ok(None);
                     }
                 },
                 _ = self.shared.soft.cancelled(), if idle => {
                     reply(&mut out, "421 4.3.2 Service shutting down; try again later");
-                    let _ = stream.write_all(&out).await;
+                    let _ = write_out(&mut stream, &mut out, Instant::now() + Duration::from_secs(1)).await;
                     return Ok(None);
                 }
                 _ = self.shared.hard.cancelled() => return Ok(None),
@@ -357,29 +439,27 @@ impl<'a> Session<'a> {
             let mut it = rbuf[..n].iter();
             loop {
                 if let Some(b) = body.as_mut() {
-                    let before = b.bytes.len();
-                    let done = b.rx.ingest(&mut it, &mut b.bytes);
-                    let new = &b.bytes[before..];
-                    b.seen += new.len();
-                    for &c in new {
-                        if c == b'\n' {
-                            b.line_len = 0;
-                        } else {
-                            b.line_len += 1;
-                            if b.line_len > max_line {
-                                b.long_line = true;
-                            }
-                        }
-                    }
-                    if b.seen > max_size {
-                        // Keep reading to the end, keep nothing.
-                        b.too_big = true;
-                        b.bytes.clear();
-                    }
-                    if !done {
+                    let input = it.as_slice();
+                    let Some(used) = b.feed(input) else {
+                        it = [].iter();
                         break;
-                    }
+                    };
+                    it = input[used..].iter();
                     let Some(b) = body.take() else { break };
+                    if b.bare_newline {
+                        // Where the message ends is in doubt: nothing more is read.
+                        self.txn = None;
+                        metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => "bare_newline")
+                            .increment(1);
+                        reply(
+                            &mut out,
+                            "554 5.6.0 Message refused: bare CR or LF in the data (lines must end with CRLF); closing",
+                        );
+                        let _ =
+                            write_out(&mut stream, &mut out, Instant::now() + cmd_timeout).await;
+                        let _ = stream.shutdown().await;
+                        return Ok(None);
+                    }
                     let line = if b.too_big {
                         self.txn = None;
                         metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => "too_big")
@@ -393,11 +473,16 @@ impl<'a> Session<'a> {
                     } else {
                         let shared = self.shared;
                         tokio::select! {
-                            line = self.commit(b.bytes) => line,
+                            line = self.commit(b.into_bytes()) => line,
                             _ = shared.hard.cancelled() => return Ok(None),
                         }
                     };
+                    // Answered for good (not "try later"): it counts against the session.
+                    if !line.starts_with('4') {
+                        self.messages += 1;
+                    }
                     reply(&mut out, &line);
+                    deadline = self.command_deadline();
                     continue;
                 }
                 let rest = it.as_slice();
@@ -414,6 +499,13 @@ impl<'a> Session<'a> {
                     skipping = false;
                     self.errors += 1;
                     reply(&mut out, "500 5.5.2 Line too long");
+                    deadline = self.command_deadline();
+                    if self.errors >= MAX_ERRORS {
+                        reply(&mut out, "421 4.7.0 Too many errors; closing");
+                        write_out(&mut stream, &mut out, deadline).await?;
+                        let _ = stream.shutdown().await;
+                        return Ok(None);
+                    }
                     continue;
                 }
                 if partial + line_end.map_or(rest.len(), |p| p + 1) > MAX_COMMAND_LINE {
@@ -443,41 +535,55 @@ impl<'a> Session<'a> {
                         }
                     }
                 };
+                deadline = self.command_deadline();
                 match next {
                     Next::Continue => {}
                     Next::Data => {
-                        body = Some(Body {
-                            rx: DataReceiver::new(),
-                            bytes: Vec::with_capacity(4096),
-                            seen: 0,
-                            too_big: false,
-                            line_len: 0,
-                            long_line: false,
-                        });
+                        deadline = Instant::now() + data_timeout;
+                        body = Some(DataReader::new(max_size, max_line));
                     }
                     Next::Quit => {
-                        stream.write_all(&out).await?;
+                        write_out(&mut stream, &mut out, deadline).await?;
                         let _ = stream.shutdown().await;
                         return Ok(None);
                     }
                     Next::StartTls => {
-                        stream.write_all(&out).await?;
-                        stream.flush().await?;
+                        write_out(&mut stream, &mut out, deadline).await?;
                         // Anything pipelined after STARTTLS is dropped (RFC 3207).
                         return Ok(Some(stream));
                     }
                 }
             }
             if !out.is_empty() {
-                stream.write_all(&out).await?;
-                stream.flush().await?;
-                out.clear();
+                let until = Instant::now() + cmd_timeout;
+                write_out(&mut stream, &mut out, until).await?;
             }
         }
     }
 
     fn handle(&mut self, req: Request<String>, out: &mut Vec<u8>) -> Next {
         let cfg = &self.shared.cfg.mail;
+        if matches!(
+            req,
+            Request::Ehlo { .. }
+                | Request::Helo { .. }
+                | Request::Lhlo { .. }
+                | Request::Noop { .. }
+                | Request::Rset
+                | Request::Vrfy { .. }
+                | Request::Expn { .. }
+                | Request::Help { .. }
+        ) {
+            self.junk += 1;
+            if self.junk > MAX_JUNK {
+                refused("junk_commands");
+                reply(
+                    out,
+                    "421 4.7.0 Too many commands that move no mail; closing",
+                );
+                return Next::Quit;
+            }
+        }
         match req {
             Request::Ehlo { host } => {
                 self.helo = Some(host);
@@ -514,6 +620,13 @@ impl<'a> Session<'a> {
                 } else if self.shared.soft.is_cancelled() {
                     reply(out, "421 4.3.2 Service shutting down; try again later");
                     return Next::Quit;
+                } else if self.messages >= cfg.max_messages_per_session {
+                    refused("messages_per_session");
+                    reply(
+                        out,
+                        "421 4.7.0 Too many messages in one session; closing (connect again for more)",
+                    );
+                    return Next::Quit;
                 } else if from.size > cfg.max_message_bytes {
                     reply(
                         out,
@@ -527,7 +640,24 @@ impl<'a> Session<'a> {
                     let sender = Address::parse_user(&format!("mail:{}", from.address))
                         .ok()
                         .map(|a| a.value().to_string());
+                    // Null-sender mail never becomes a message: only the session limits
+                    // bound it.
+                    let ticket = match &sender {
+                        Some(s) => match self.shared.rate.take(s) {
+                            Some(t) => Some(t),
+                            None => {
+                                refused("sender_rate");
+                                reply(
+                                    out,
+                                    "450 4.7.1 Too many messages from this sender; try again later",
+                                );
+                                return Next::Continue;
+                            }
+                        },
+                        None => None,
+                    };
                     self.txn = Some(Txn {
+                        ticket,
                         from: sender,
                         envid: from.env_id.filter(|e| e.len() <= 100),
                         ret_full: from.flags & MAIL_RET_FULL != 0,
@@ -587,6 +717,15 @@ impl<'a> Session<'a> {
                     reply(out, "220 2.0.0 Ready to start TLS");
                     Next::StartTls
                 }
+            }
+            Request::Bdat { .. } => {
+                // Not offered: the chunk that follows cannot be told from commands.
+                refused("bdat");
+                reply(
+                    out,
+                    "502 5.5.1 BDAT (CHUNKING) is not offered here; closing",
+                );
+                Next::Quit
             }
             other => {
                 self.errors += 1;
@@ -664,12 +803,17 @@ impl<'a> Session<'a> {
 
     /// Builds the envelope of a received message and commits it; the reply to send.
     async fn commit(&mut self, raw: Vec<u8>) -> String {
-        let Some(txn) = self.txn.take() else {
+        let Some(mut txn) = self.txn.take() else {
             return "503 5.5.1 Need MAIL first".into();
         };
+        if txn.from.is_none() {
+            // A bounce or DSN: recorded as a report, or dropped; the same answer either way.
+            bounce::take(self.shared.intake.ctx(), &raw).await;
+            return "250 2.0.0 Ok: delivery report taken".into();
+        }
+        let ticket = txn.ticket.take();
         let cfg = &self.shared.cfg;
         let parsed = parse::parse(&raw);
-        drop(raw);
         let mut recipients: Vec<Address> = Vec::new();
         let mut rcpt_meta: Vec<MailRcpt> = Vec::new();
         for (addr, meta) in txn.rcpts {
@@ -741,7 +885,7 @@ impl<'a> Session<'a> {
             None => Address::Mail(format!("mailer-daemon@{}", cfg.mail.hostname)),
         };
         let ctx = self.shared.intake.ctx();
-        let env = Envelope {
+        let mut env = Envelope {
             id: ctx.ids.next(),
             kind: Kind::Message,
             origin,
@@ -765,14 +909,22 @@ impl<'a> Session<'a> {
                     headers: parsed.headers,
                     multimedia: to_phone && attachments > 0,
                     delay_report_at,
+                    content_checked: false,
                 }),
             },
             created_at: now,
             expires_at: now + (cfg.retry.ttl_secs as i64) * 1000,
             note: None,
         };
+        if let Err(refusal) = self.shared.pre.check(&mut env, &raw).await {
+            return refusal;
+        }
+        drop(raw);
         match self.shared.intake.submit(env).await {
             Ok(env) => {
+                if let Some(t) = ticket {
+                    t.keep();
+                }
                 tracing::debug!(message = %env.id, peer = %self.ip, "mail accepted");
                 format!("250 2.0.0 Ok: queued as {}", env.id)
             }
@@ -786,6 +938,11 @@ impl<'a> Session<'a> {
             }
         }
     }
+}
+
+fn refused(reason: &'static str) {
+    metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => reason)
+        .increment(1);
 }
 
 fn syntax_reply(e: &ProtoError) -> String {
