@@ -28,6 +28,11 @@ use crate::store::{Store, StoreError};
 /// The sockets a gateway serves, bound by the caller.
 pub struct Listeners {
     pub http: TcpListener,
+    /// The SDP callbacks' own listener (`[http] callbacks_listen`); `None`: they are served
+    /// on `http`.
+    pub callbacks: Option<TcpListener>,
+    /// The admin API's own listener (`[http] admin_listen`); `None`: served on `http`.
+    pub admin: Option<TcpListener>,
     /// For the embedded simulator, when `[simulator] enabled = true`.
     pub sim: Option<TcpListener>,
     /// The SMTP server's, when `[mail] listen` is set.
@@ -38,6 +43,14 @@ impl Listeners {
     /// Binds what the config names.
     pub async fn bind(cfg: &Config) -> std::io::Result<Listeners> {
         let http = TcpListener::bind(&cfg.http.listen).await?;
+        let callbacks = match &cfg.http.callbacks_listen {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        let admin = match &cfg.http.admin_listen {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
         let sim = if cfg.simulator.enabled {
             Some(TcpListener::bind(&cfg.simulator.sim.listen).await?)
         } else {
@@ -48,7 +61,24 @@ impl Listeners {
         } else {
             Some(TcpListener::bind(&cfg.mail.listen).await?)
         };
-        Ok(Listeners { http, sim, smtp })
+        Ok(Listeners {
+            http,
+            callbacks,
+            admin,
+            sim,
+            smtp,
+        })
+    }
+
+    /// Only the main HTTP listener.
+    pub fn http_only(http: TcpListener) -> Listeners {
+        Listeners {
+            http,
+            callbacks: None,
+            admin: None,
+            sim: None,
+            smtp: None,
+        }
     }
 }
 
@@ -72,7 +102,22 @@ pub async fn run(
     let metrics = crate::telemetry::metrics_handle();
     let http_addr: SocketAddr = listeners.http.local_addr()?;
     let public = cfg.public_url(http_addr);
-    let notify_endpoint = format!("{public}{NOTIFY_PATH}");
+    // The SDP is told to send its receipts to the callbacks listener when there is one.
+    let callbacks_addr = match &listeners.callbacks {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let callbacks_base = match callbacks_addr {
+        Some(a) => cfg.callbacks_public_url(a),
+        None => public.clone(),
+    };
+    let notify_endpoint = format!("{callbacks_base}{NOTIFY_PATH}");
+    let tls = match (&cfg.http.tls_cert, &cfg.http.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(crate::http::listener::tls_acceptor(cert, key).map_err(RunError::Setup)?)
+        }
+        _ => None,
+    };
     let aux = TaskTracker::new();
     let aux_stop = CancellationToken::new();
 
@@ -93,7 +138,10 @@ pub async fn run(
             .notify_url
             .get_or_insert_with(|| notify_endpoint.clone());
         sim_cfg.mms_notify_url.get_or_insert_with(|| {
-            format!("{public}{}", crate::connectors::sdp::mms::MMS_NOTIFY_PATH)
+            format!(
+                "{callbacks_base}{}",
+                crate::connectors::sdp::mms::MMS_NOTIFY_PATH
+            )
         });
         tracing::info!(listen = %sim_addr, "built-in SDP simulator running");
         let stop = aux_stop.clone();
@@ -137,7 +185,10 @@ pub async fn run(
             crate::connectors::sdp::mms::MmsClient::new(
                 cfg.content.mms.send_message_url.clone(),
                 cfg.sdp.clone(),
-                format!("{public}{}", crate::connectors::sdp::mms::MMS_NOTIFY_PATH),
+                format!(
+                    "{callbacks_base}{}",
+                    crate::connectors::sdp::mms::MMS_NOTIFY_PATH
+                ),
             )
         }),
         im: (!cfg.im.url.is_empty()).then(|| {
@@ -146,12 +197,16 @@ pub async fn run(
                 Duration::from_millis(cfg.im.timeout_ms),
                 cfg.im.concurrency,
             )
+            .with_secret(&cfg.im.secret)
         }),
-        callback: Some(WebhookSink::new(
-            None,
-            Duration::from_millis(cfg.reports.timeout_ms),
-            cfg.reports.concurrency,
-        )),
+        callback: Some(
+            WebhookSink::new(
+                None,
+                Duration::from_millis(cfg.reports.timeout_ms),
+                cfg.reports.concurrency,
+            )
+            .with_secret(&cfg.reports.secret),
+        ),
         xmpp: xmpp.as_ref().map(|(sink, _, _)| sink.clone()),
         mail: if cfg.mail.smarthost.is_empty() {
             None
@@ -220,22 +275,40 @@ pub async fn run(
         }),
         media,
     });
-    let app = crate::http::router(state);
-    tracing::info!(listen = %http_addr, sdp = %cfg.sdp.send_sms_url, "switchboard running");
-    let listener =
-        crate::http::listener::LimitedListener::new(listeners.http, cfg.http.max_connections);
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let routers = crate::http::routers(
+        state,
+        listeners.callbacks.is_some(),
+        listeners.admin.is_some(),
+    );
+    tracing::info!(listen = %http_addr, tls = tls.is_some(), sdp = %cfg.sdp.send_sms_url, "switchboard running");
+    let mut servers = Vec::new();
+    let serve = |name: &'static str, l: TcpListener, r: axum::Router| {
+        let opts = crate::http::listener::ServeOptions::from_config(name, &cfg.http, tls.clone());
+        tokio::spawn(crate::http::listener::serve(l, r, opts, shutdown.clone()))
+    };
+    servers.push(serve("api", listeners.http, routers.main));
+    if let (Some(l), Some(r)) = (listeners.callbacks, routers.callbacks) {
+        tracing::info!(listen = %l.local_addr()?, "SDP callbacks on their own listener");
+        servers.push(serve("callbacks", l, r));
+    }
+    if let (Some(l), Some(r)) = (listeners.admin, routers.admin) {
+        tracing::info!(listen = %l.local_addr()?, "admin API on its own listener");
+        servers.push(serve("admin", l, r));
+    }
     let deadline = Duration::from_secs(cfg.drain_timeout_secs);
-    let server = tokio::spawn(async move { server.await });
     shutdown.cancelled().await;
     tracing::info!("stopping: no new work is accepted; draining");
     let started = tokio::time::Instant::now();
-    match tokio::time::timeout(deadline, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server error"),
-        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
-        Err(_) => tracing::warn!("HTTP connections still open at the drain deadline"),
+    for mut server in servers {
+        let left = deadline.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, &mut server).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+            Err(_) => {
+                tracing::warn!("HTTP connections still open at the drain deadline: closed");
+                server.abort();
+            }
+        }
     }
     if let Some(smtp) = smtp {
         let left = deadline.saturating_sub(started.elapsed()) + Duration::from_secs(2);

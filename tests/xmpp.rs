@@ -473,6 +473,8 @@ async fn bare_gateway(
         cfg,
         Listeners {
             http: listener,
+            callbacks: None,
+            admin: None,
             sim: None,
             smtp: None,
         },
