@@ -205,6 +205,8 @@ async fn start_in_process(sync: &str) -> Result<(String, String, InProcess), Str
         cfg,
         Listeners {
             http,
+            callbacks: None,
+            admin: None,
             sim: None,
             smtp: None,
         },

@@ -184,6 +184,8 @@ async fn run(args: Args, pf: PathBuf) -> ExitCode {
         cfg,
         Listeners {
             http,
+            callbacks: None,
+            admin: None,
             sim: None,
             smtp: Some(smtp),
         },

@@ -87,8 +87,33 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Seconds a client is told to wait (`Retry-After`) when a queue is full.
     pub retry_after_secs: u64,
-    /// Most open connections; further clients wait in the listen backlog.
+    /// Most open connections per listener; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Most open connections from one source address, per listener; the next one is closed
+    /// at once.
+    pub max_connections_per_ip: usize,
+    /// A request's head must be complete within this many milliseconds of the connection
+    /// opening or of the previous response (not reset by each byte; also the idle
+    /// keep-alive limit). Also the TLS handshake's deadline.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must be read in full within this many milliseconds of its head.
+    pub body_read_timeout_ms: u64,
+    /// Serve the SDP callbacks (`/parlayx/...`) on a listener of their own. Unset: on
+    /// `listen`.
+    pub callbacks_listen: Option<String>,
+    /// The base URL under which the SDP reaches `callbacks_listen` (receiptRequest
+    /// endpoints). Defaults to `http(s)://<callbacks_listen>`.
+    pub callbacks_public_url: Option<String>,
+    /// Serve the admin API on a listener of its own. Unset: on `listen`.
+    pub admin_listen: Option<String>,
+    /// HTTPS on every HTTP listener: the certificate chain and the private key (PEM).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Networks (CIDR) that may read `/metrics`; others get 403 unless they send
+    /// `metrics_token`.
+    pub metrics_allow: Vec<String>,
+    /// A bearer token that opens `/metrics` from anywhere (`Authorization: Bearer ...`).
+    pub metrics_token: Option<String>,
     /// API clients, each with its bearer token and the sender addresses it may use.
     pub clients: Vec<ClientConfig>,
 }
@@ -101,7 +126,84 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             retry_after_secs: 1,
             max_connections: 1024,
+            max_connections_per_ip: 64,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            callbacks_listen: None,
+            callbacks_public_url: None,
+            admin_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            metrics_allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            metrics_token: None,
             clients: Vec::new(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Problems with the listeners' keys (`http.…`).
+    pub fn validate_listeners(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        for (key, v) in [
+            ("callbacks_listen", &self.callbacks_listen),
+            ("admin_listen", &self.admin_listen),
+        ] {
+            if let Some(v) = v
+                && v.parse::<SocketAddr>().is_err()
+            {
+                e.push(format!("http.{key}: {v:?} is not an address:port"));
+            }
+        }
+        if let Some(u) = &self.callbacks_public_url {
+            if !is_http_url(u) {
+                e.push(format!(
+                    "http.callbacks_public_url: {u:?} is not an http(s) URL"
+                ));
+            }
+            if self.callbacks_listen.is_none() {
+                e.push("http.callbacks_public_url: set http.callbacks_listen too".into());
+            }
+        }
+        positive(
+            &mut e,
+            "http.max_connections_per_ip",
+            self.max_connections_per_ip,
+        );
+        for (key, v) in [
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+        ] {
+            if v == 0 {
+                e.push(format!("http.{key}: must be at least 1"));
+            }
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => e.push("http.tls_key: required with http.tls_cert".into()),
+            (None, Some(_)) => e.push("http.tls_cert: required with http.tls_key".into()),
+            _ => {}
+        }
+        for (i, n) in self.metrics_allow.iter().enumerate() {
+            if crate::connectors::mail::config::parse_cidr(n).is_none() {
+                e.push(format!(
+                    "http.metrics_allow[{i}]: {n:?} is not a network such as 127.0.0.0/8"
+                ));
+            }
+        }
+        if let Some(t) = &self.metrics_token
+            && t.len() < 16
+        {
+            e.push("http.metrics_token: must be at least 16 characters".into());
+        }
+        e
+    }
+
+    /// `https` when the listeners serve TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
         }
     }
 }
@@ -289,6 +391,9 @@ pub struct WebhookConfig {
     pub domains: Vec<String>,
     pub concurrency: usize,
     pub timeout_ms: u64,
+    /// Signs every POST with HMAC-SHA256 under this key (header `X-Switchboard-Signature:
+    /// t=<unix seconds>,v1=<hex of HMAC(secret, "<t>.<body>")>`). Empty: unsigned.
+    pub secret: String,
 }
 
 impl Default for WebhookConfig {
@@ -298,6 +403,7 @@ impl Default for WebhookConfig {
             domains: Vec::new(),
             concurrency: 32,
             timeout_ms: 10_000,
+            secret: String::new(),
         }
     }
 }
@@ -439,6 +545,7 @@ impl Config {
             e.push(format!("http.public_url: {u:?} is not an http(s) URL"));
         }
         positive(&mut e, "http.max_connections", self.http.max_connections);
+        e.extend(self.http.validate_listeners());
         if self.http.max_body_bytes < 1024 {
             e.push("http.max_body_bytes: must be at least 1024".into());
         }
@@ -558,6 +665,9 @@ impl Config {
             if w.timeout_ms == 0 {
                 e.push(format!("{name}.timeout_ms: must be at least 1"));
             }
+            if !w.secret.is_empty() && w.secret.len() < 16 {
+                e.push(format!("{name}.secret: must be at least 16 characters"));
+            }
         }
         if let Some(r) = &self.mo.default_route
             && Address::parse_user(r).is_err()
@@ -625,7 +735,15 @@ impl Config {
     pub fn public_url(&self, bound: SocketAddr) -> String {
         match &self.http.public_url {
             Some(u) => u.trim_end_matches('/').to_string(),
-            None => format!("http://{bound}"),
+            None => format!("{}://{bound}", self.http.scheme()),
+        }
+    }
+
+    /// The base URL the SDP uses to reach the callbacks listener bound at `bound`.
+    pub fn callbacks_public_url(&self, bound: SocketAddr) -> String {
+        match &self.http.callbacks_public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("{}://{bound}", self.http.scheme()),
         }
     }
 }

@@ -27,6 +27,11 @@ use crate::store::{Store, StoreError};
 /// The sockets a gateway serves, bound by the caller.
 pub struct Listeners {
     pub http: TcpListener,
+    /// The SDP callbacks' own listener (`[http] callbacks_listen`); `None`: they are served
+    /// on `http`.
+    pub callbacks: Option<TcpListener>,
+    /// The admin API's own listener (`[http] admin_listen`); `None`: served on `http`.
+    pub admin: Option<TcpListener>,
     /// For the embedded simulator, when `[simulator] enabled = true`.
     pub sim: Option<TcpListener>,
     /// The SMTP server's, when `[mail] listen` is set.
@@ -37,6 +42,14 @@ impl Listeners {
     /// Binds what the config names.
     pub async fn bind(cfg: &Config) -> std::io::Result<Listeners> {
         let http = TcpListener::bind(&cfg.http.listen).await?;
+        let callbacks = match &cfg.http.callbacks_listen {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        let admin = match &cfg.http.admin_listen {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
         let sim = if cfg.simulator.enabled {
             Some(TcpListener::bind(&cfg.simulator.sim.listen).await?)
         } else {
@@ -47,7 +60,24 @@ impl Listeners {
         } else {
             Some(TcpListener::bind(&cfg.mail.listen).await?)
         };
-        Ok(Listeners { http, sim, smtp })
+        Ok(Listeners {
+            http,
+            callbacks,
+            admin,
+            sim,
+            smtp,
+        })
+    }
+
+    /// Only the main HTTP listener.
+    pub fn http_only(http: TcpListener) -> Listeners {
+        Listeners {
+            http,
+            callbacks: None,
+            admin: None,
+            sim: None,
+            smtp: None,
+        }
     }
 }
 
@@ -71,14 +101,29 @@ pub async fn run(
     let metrics = crate::telemetry::metrics_handle();
     let http_addr: SocketAddr = listeners.http.local_addr()?;
     let public = cfg.public_url(http_addr);
-    // With `[sdp.callbacks] secret_path`, the SDP is told the endpoints with the secret.
-    let notify_endpoint = format!("{public}{}", cfg.sdp.callbacks.path(NOTIFY_PATH));
+    // The SDP is told to send its receipts to the callbacks listener when there is one;
+    // with `[sdp.callbacks] secret_path`, to the endpoints with the secret.
+    let callbacks_addr = match &listeners.callbacks {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let callbacks_base = match callbacks_addr {
+        Some(a) => cfg.callbacks_public_url(a),
+        None => public.clone(),
+    };
+    let notify_endpoint = format!("{callbacks_base}{}", cfg.sdp.callbacks.path(NOTIFY_PATH));
     let mms_notify_endpoint = format!(
-        "{public}{}",
+        "{callbacks_base}{}",
         cfg.sdp
             .callbacks
             .path(crate::connectors::sdp::mms::MMS_NOTIFY_PATH)
     );
+    let tls = match (&cfg.http.tls_cert, &cfg.http.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(crate::http::listener::tls_acceptor(cert, key).map_err(RunError::Setup)?)
+        }
+        _ => None,
+    };
     let aux = TaskTracker::new();
     let aux_stop = CancellationToken::new();
 
@@ -157,12 +202,16 @@ pub async fn run(
                 Duration::from_millis(cfg.im.timeout_ms),
                 cfg.im.concurrency,
             )
+            .with_secret(&cfg.im.secret)
         }),
-        callback: Some(WebhookSink::new(
-            None,
-            Duration::from_millis(cfg.reports.timeout_ms),
-            cfg.reports.concurrency,
-        )),
+        callback: Some(
+            WebhookSink::new(
+                None,
+                Duration::from_millis(cfg.reports.timeout_ms),
+                cfg.reports.concurrency,
+            )
+            .with_secret(&cfg.reports.secret),
+        ),
         xmpp: xmpp.as_ref().map(|(sink, _, _)| sink.clone()),
         mail: if cfg.mail.smarthost.is_empty() {
             None
@@ -230,26 +279,40 @@ pub async fn run(
         }),
         media,
     });
-    let app = crate::http::router(state);
-    tracing::info!(listen = %http_addr, sdp = %cfg.sdp.send_sms_url, "switchboard running");
-    let listener =
-        crate::http::listener::LimitedListener::new(listeners.http, cfg.http.max_connections);
-    // Connect info gives the SDP callbacks the peer's address (their source allowlist).
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<crate::connectors::sdp::callbacks::PeerAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let routers = crate::http::routers(
+        state,
+        listeners.callbacks.is_some(),
+        listeners.admin.is_some(),
+    );
+    tracing::info!(listen = %http_addr, tls = tls.is_some(), sdp = %cfg.sdp.send_sms_url, "switchboard running");
+    let mut servers = Vec::new();
+    let serve = |name: &'static str, l: TcpListener, r: axum::Router| {
+        let opts = crate::http::listener::ServeOptions::from_config(name, &cfg.http, tls.clone());
+        tokio::spawn(crate::http::listener::serve(l, r, opts, shutdown.clone()))
+    };
+    servers.push(serve("api", listeners.http, routers.main));
+    if let (Some(l), Some(r)) = (listeners.callbacks, routers.callbacks) {
+        tracing::info!(listen = %l.local_addr()?, "SDP callbacks on their own listener");
+        servers.push(serve("callbacks", l, r));
+    }
+    if let (Some(l), Some(r)) = (listeners.admin, routers.admin) {
+        tracing::info!(listen = %l.local_addr()?, "admin API on its own listener");
+        servers.push(serve("admin", l, r));
+    }
     let deadline = Duration::from_secs(cfg.drain_timeout_secs);
-    let server = tokio::spawn(async move { server.await });
     shutdown.cancelled().await;
     tracing::info!("stopping: no new work is accepted; draining");
     let started = tokio::time::Instant::now();
-    match tokio::time::timeout(deadline, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server error"),
-        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
-        Err(_) => tracing::warn!("HTTP connections still open at the drain deadline"),
+    for mut server in servers {
+        let left = deadline.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, &mut server).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+            Err(_) => {
+                tracing::warn!("HTTP connections still open at the drain deadline: closed");
+                server.abort();
+            }
+        }
     }
     if let Some(smtp) = smtp {
         let left = deadline.saturating_sub(started.elapsed()) + Duration::from_secs(2);

@@ -518,6 +518,8 @@ async fn without_any_credential_every_callback_is_refused() {
         cfg.clone(),
         switchboard::gateway::Listeners {
             http: listener,
+            callbacks: None,
+            admin: None,
             sim: None,
             smtp: None,
         },

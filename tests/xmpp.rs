@@ -475,6 +475,8 @@ async fn bare_gateway(
         cfg,
         Listeners {
             http: listener,
+            callbacks: None,
+            admin: None,
             sim: None,
             smtp: None,
         },

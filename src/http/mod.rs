@@ -1,6 +1,7 @@
 //! The HTTP server: the submit API (`/v1/messages`), the SDP's Parlay X SmsNotification and
 //! MessageNotification endpoints, signed media links (`/media`), `/metrics`, `/healthz` and
-//! `/readyz`.
+//! `/readyz`; the SDP callbacks and the admin API optionally on listeners of their own
+//! ([`routers`]). Connections, timeouts and TLS: [`listener`].
 //!
 //! Every body is read with the configured size limit; API errors are JSON
 //! `{code, message}` with a stable `code`; SOAP errors are SOAP 1.1 faults.
@@ -13,10 +14,11 @@ mod media;
 mod mms;
 mod soap;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -52,13 +54,61 @@ pub struct ReadySource {
     pub up: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// The router with every endpoint.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The routers of the HTTP listeners: the main one (API, media, `/metrics`, health), and
+/// the SDP callbacks and the admin API, each on the main listener or on one of its own.
+pub struct Routers {
+    pub main: Router,
+    /// Set when the SDP callbacks have a listener of their own.
+    pub callbacks: Option<Router>,
+    /// Set when the admin API has a listener of their own.
+    pub admin: Option<Router>,
+}
+
+/// Builds the routers; `callbacks_apart` / `admin_apart` put those routes on routers of
+/// their own instead of the main one. Every router has `/healthz`.
+pub fn routers(state: Arc<AppState>, callbacks_apart: bool, admin_apart: bool) -> Routers {
     let limit = state.cfg.http.max_body_bytes;
+    let finish = |r: Router<Arc<AppState>>| {
+        r.route("/healthz", get(|| async { "ok\n" }))
+            .layer(DefaultBodyLimit::max(limit))
+            .with_state(state.clone())
+    };
+    let mut main = api_routes().merge(service_routes());
+    let callbacks = if callbacks_apart {
+        Some(finish(callback_routes()))
+    } else {
+        main = main.merge(callback_routes());
+        None
+    };
+    let admin = if admin_apart {
+        Some(finish(admin_routes()))
+    } else {
+        main = main.merge(admin_routes());
+        None
+    };
+    Routers {
+        main: finish(main),
+        callbacks,
+        admin,
+    }
+}
+
+/// One router with every endpoint.
+pub fn router(state: Arc<AppState>) -> Router {
+    routers(state, false, false).main
+}
+
+/// The submit API and the media links.
+pub fn api_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/messages", post(api::submit))
         .route("/v1/messages/{id}", get(api::get_message))
-        .route("/admin/v1/erase", post(admin::erase))
+        .route("/media/{msg}/{part}/{name}", get(media::part))
+}
+
+/// The SDP's notification endpoints (`/parlayx/...`).
+pub fn callback_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route(NOTIFY_PATH, post(soap::notification))
         .route(
             crate::connectors::sdp::mms::MMS_NOTIFY_PATH,
@@ -73,12 +123,20 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/parlayx/MessageNotification/{secret}",
             post(mms::notification),
         )
-        .route("/media/{msg}/{part}/{name}", get(media::part))
+}
+
+/// The admin API (its own token; optionally its own listener, `http.admin_listen`).
+pub fn admin_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin/v1/erase", post(admin::erase))
+        .route("/admin/v1/messages/{id}", get(api::get_message))
+}
+
+/// `/metrics` (limited to `http.metrics_allow` or `http.metrics_token`) and `/readyz`.
+fn service_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/metrics", get(metrics_page))
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
 }
 
 /// An API error: HTTP status, stable code, human message.
@@ -113,7 +171,18 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn metrics_page(State(st): State<Arc<AppState>>) -> Response {
+async fn metrics_page(State(st): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    if !metrics_allowed(&st.cfg.http, &req) {
+        metrics::counter!("switchboard_http_refused_total", "listener" => "api", "reason" => "metrics_forbidden")
+            .increment(1);
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default();
+        tracing::debug!(peer, "/metrics refused");
+        return (StatusCode::FORBIDDEN, "forbidden\n").into_response();
+    }
     for (queue, depth) in st.depths.read() {
         metrics::gauge!("switchboard_queue_depth", "queue" => queue).set(depth as f64);
     }
@@ -125,6 +194,37 @@ async fn metrics_page(State(st): State<Arc<AppState>>) -> Response {
         st.metrics.render(),
     )
         .into_response()
+}
+
+/// A scraper may read `/metrics` from an address in `metrics_allow`, or anywhere with
+/// `Authorization: Bearer <metrics_token>`.
+fn metrics_allowed(cfg: &crate::config::HttpConfig, req: &axum::extract::Request) -> bool {
+    if let Some(token) = cfg.metrics_token.as_deref().filter(|t| !t.is_empty())
+        && let Some(given) = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+        && constant_time_eq(given.as_bytes(), token.as_bytes())
+    {
+        return true;
+    }
+    let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>() else {
+        return false;
+    };
+    let nets: Vec<_> = cfg
+        .metrics_allow
+        .iter()
+        .filter_map(|n| crate::connectors::mail::config::parse_cidr(n))
+        .collect();
+    crate::connectors::mail::config::allowed(&nets, peer.ip())
+}
+
+/// Compares two secrets without leaking where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {

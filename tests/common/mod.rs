@@ -242,6 +242,10 @@ impl Drop for Sim {
 /// A gateway on port 0 in this process, with its own simulator and webhook receiver.
 pub struct Harness {
     pub base: String,
+    /// Where the SDP callbacks are served (`base` unless `[http] callbacks_listen` is set).
+    pub callbacks_base: String,
+    /// The admin API's own listener, when `[http] admin_listen` is set.
+    pub admin_base: Option<String>,
     pub sim: Sim,
     pub hooks: Hooks,
     pub dir: tempfile::TempDir,
@@ -267,11 +271,31 @@ impl Harness {
         tweak(&mut cfg, &mut sim_cfg);
         let http_listener = TcpListener::bind(&cfg.http.listen).await.unwrap();
         let http_addr = http_listener.local_addr().unwrap();
+        // `[http] callbacks_listen` / `admin_listen` set (to port 0): listeners of their own;
+        // the simulator then sends its receipts and MO to the callbacks listener.
+        let callbacks_listener = match &cfg.http.callbacks_listen {
+            Some(a) => Some(TcpListener::bind(a).await.unwrap()),
+            None => None,
+        };
+        let admin_listener = match &cfg.http.admin_listen {
+            Some(a) => Some(TcpListener::bind(a).await.unwrap()),
+            None => None,
+        };
+        let callbacks_addr = callbacks_listener
+            .as_ref()
+            .map(|l| l.local_addr().unwrap())
+            .unwrap_or(http_addr);
+        let admin_base = admin_listener
+            .as_ref()
+            .map(|l| format!("http://{}", l.local_addr().unwrap()));
         let callbacks = &cfg.sdp.callbacks;
-        sim_cfg.notify_url = Some(format!("http://{http_addr}{}", callbacks.path(NOTIFY_PATH)));
+        sim_cfg.notify_url = Some(format!(
+            "http://{callbacks_addr}{}",
+            callbacks.path(NOTIFY_PATH)
+        ));
         sim_cfg.mms_notify_url.get_or_insert_with(|| {
             format!(
-                "http://{http_addr}{}",
+                "http://{callbacks_addr}{}",
                 callbacks.path(switchboard::connectors::sdp::mms::MMS_NOTIFY_PATH)
             )
         });
@@ -303,6 +327,8 @@ impl Harness {
             cfg.clone(),
             Listeners {
                 http: http_listener,
+                callbacks: callbacks_listener,
+                admin: admin_listener,
                 sim: None,
                 smtp: smtp_listener,
             },
@@ -310,6 +336,8 @@ impl Harness {
         ));
         let h = Harness {
             base: format!("http://{http_addr}"),
+            callbacks_base: format!("http://{callbacks_addr}"),
+            admin_base,
             sim,
             hooks,
             dir,

@@ -9,9 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
-use axum::extract::connect_info::Connected;
 use axum::http::{Extensions, HeaderMap, header};
-use axum::serve::IncomingStream;
 use serde::{Deserialize, Serialize};
 
 use super::parlayx::NotifyHeader;
@@ -258,32 +256,11 @@ impl Refusal {
     }
 }
 
-/// The peer address the HTTP server records for each connection: serve the router with
-/// `into_make_service_with_connect_info::<PeerAddr>()`, and every request carries it as
-/// `ConnectInfo<PeerAddr>`. A server built another way inserts `ConnectInfo(PeerAddr(..))`
-/// (or axum's `ConnectInfo<SocketAddr>`) into each request's extensions itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, crate::http::listener::LimitedListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, crate::http::listener::LimitedListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
-
-/// The peer's address as the HTTP server recorded it for the connection
-/// (`ConnectInfo<PeerAddr>`, or axum's own `ConnectInfo<SocketAddr>`). `None` when the
+/// The peer's address as the HTTP server recorded it for the connection (axum's
+/// `ConnectInfo<SocketAddr>`, put in every request by `http::listener`). `None` when the
 /// server did not record it: then an allowlist refuses the request.
 pub fn peer_addr(ext: &Extensions) -> Option<SocketAddr> {
-    ext.get::<ConnectInfo<PeerAddr>>()
-        .map(|c| c.0.0)
-        .or_else(|| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0))
+    ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
 }
 
 /// The checks that come before the body is read: source, credential presence, secret
