@@ -108,7 +108,14 @@ fn main() -> ExitCode {
         } => {
             let mut sim_cfg = match &config {
                 Some(path) => match Config::load(path) {
-                    Ok(c) => c.simulator.sim,
+                    // The simulator signs its callbacks as the gateway's config expects.
+                    Ok(c) => {
+                        let mut s = c.simulator.sim;
+                        if s.callbacks.is_empty() {
+                            s.callbacks = switchboard::connectors::sdp::callbacks::CallbackCredentials::from_config(&c.sdp.callbacks);
+                        }
+                        s
+                    }
                     Err(e) => {
                         eprintln!("{}: {e}", path.display());
                         return ExitCode::from(2);

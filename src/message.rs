@@ -3,7 +3,8 @@
 //! Ids are time-ordered 64-bit values (milliseconds since 2024-01-01, node id, sequence),
 //! unique across nodes that have distinct node ids, written as 16 lower-case hex digits so
 //! that text order is time order. A recipient is named by its message id and its index:
-//! `RecipientId`, written as 20 hex digits; it is the correlator sent to the SDP.
+//! `RecipientId`, written as 20 hex digits. The correlator sent to the SDP is not derived
+//! from it: each phone recipient gets a random one (`new_correlator`).
 
 use std::fmt;
 use std::sync::Mutex;

@@ -58,11 +58,13 @@ send_sms_url = "ftp://sdp.example.org/SendSms"
         "queues.dispatch",
         "store.synchronous",
         "sdp.send_sms_url",
+        // An SDP with no callback credential: every callback would be refused.
+        "sdp.callbacks",
     ] {
         assert!(stderr.contains(key), "{key} not reported:\n{stderr}");
     }
     assert!(!stderr.contains("queues.process"), "{stderr}");
-    assert!(stderr.contains("8 error(s)"), "{stderr}");
+    assert!(stderr.contains("9 error(s)"), "{stderr}");
 }
 
 #[test]

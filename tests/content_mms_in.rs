@@ -166,12 +166,11 @@ async fn an_unknown_reference_is_refused_and_nothing_is_stored() {
         },
     );
     let r = h
-        .http
-        .post(format!(
+        .sdp_auth(h.http.post(format!(
             "{}{}",
             h.base,
             switchboard::connectors::sdp::mms::MMS_NOTIFY_PATH
-        ))
+        )))
         .header("content-type", "text/xml; charset=utf-8")
         .body(soap)
         .send()

@@ -108,3 +108,60 @@ pub fn insert_notify_header(xml: String, h: &NotifyHeader) -> String {
     out.push_str(&xml[end..]);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{
+        NS_NOTIFICATION_V2_2, NS_SEND_V2_2, SoapError, decode_notification_with_header,
+    };
+
+    fn envelope(soap_ns: &str, header: &str, op_ns: &str) -> String {
+        format!(
+            r#"<s:Envelope xmlns:s="{soap_ns}"><s:Header>{header}</s:Header><s:Body><n:notifySmsDeliveryReceipt xmlns:n="{op_ns}"><n:correlator>c</n:correlator><n:deliveryStatus><address>tel:+1</address><deliveryStatus>DeliveredToTerminal</deliveryStatus></n:deliveryStatus></n:notifySmsDeliveryReceipt></s:Body></s:Envelope>"#
+        )
+    }
+
+    const HW: &str = r#"<h:NotifySOAPHeader xmlns:h="http://www.huawei.com.cn/schema/common/v2_1" s:mustUnderstand="1"><h:spRevId>r</h:spRevId><h:spRevpassword>p</h:spRevpassword><h:spId>i</h:spId><h:timeStamp>20260101000000</h:timeStamp></h:NotifySOAPHeader>"#;
+
+    #[test]
+    fn the_notify_header_is_understood_and_read() {
+        let xml = envelope(super::NS_SOAP, HW, NS_NOTIFICATION_V2_2);
+        let (_, _, h) = decode_notification_with_header(xml.as_bytes()).unwrap();
+        let h = h.expect("the header");
+        assert_eq!(
+            (
+                h.sp_rev_id.as_str(),
+                h.sp_rev_password.as_str(),
+                h.sp_id.as_str()
+            ),
+            ("r", "p", "i")
+        );
+        assert_eq!(h.timestamp, "20260101000000");
+    }
+
+    #[test]
+    fn lenient_documents_are_refused() {
+        let unknown = r#"<x:T xmlns:x="urn:x" s:mustUnderstand="true"/>"#;
+        let xml = envelope(super::NS_SOAP, unknown, NS_NOTIFICATION_V2_2);
+        assert!(matches!(
+            decode_notification_with_header(xml.as_bytes()),
+            Err(SoapError::MustUnderstand(n)) if n == "T"
+        ));
+        let ignorable = r#"<x:T xmlns:x="urn:x" s:mustUnderstand="0"/>"#;
+        let xml = envelope(super::NS_SOAP, ignorable, NS_NOTIFICATION_V2_2);
+        assert!(decode_notification_with_header(xml.as_bytes()).is_ok());
+        for xml in [
+            envelope(super::NS_SOAP12, "", NS_NOTIFICATION_V2_2),
+            envelope(super::NS_SOAP, "", NS_SEND_V2_2),
+            envelope(super::NS_SOAP, "<u:x/>", NS_NOTIFICATION_V2_2),
+        ] {
+            assert!(
+                matches!(
+                    decode_notification_with_header(xml.as_bytes()),
+                    Err(SoapError::Namespace(_))
+                ),
+                "{xml}"
+            );
+        }
+    }
+}
