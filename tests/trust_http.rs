@@ -28,7 +28,7 @@ fn ip(a: [u8; 4]) -> IpAddr {
 
 /// Raises this process's soft open-files limit to the hard limit when it is below
 /// `want` (a flood of 2,000 sockets needs both ends in this process).
-fn raise_nofile(want: u64) {
+fn raise_nofile(want: libc::rlim_t) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -39,7 +39,7 @@ fn raise_nofile(want: u64) {
             eprintln!("cannot read RLIMIT_NOFILE; going on with the current limit");
             return;
         }
-        if (lim.rlim_cur as u64) < want {
+        if lim.rlim_cur < want {
             let old = lim.rlim_cur;
             lim.rlim_cur = lim.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
@@ -49,7 +49,7 @@ fn raise_nofile(want: u64) {
             }
         }
         assert!(
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur as u64 >= want,
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur >= want,
             "this test needs {want} open files (ulimit -n); the hard limit is {}",
             lim.rlim_max
         );
@@ -236,7 +236,7 @@ async fn state_of(client: &reqwest::Client, base: &str, id: &str) -> Option<Stri
 async fn an_idle_flood_from_one_address_leaves_the_api_and_the_receipts_to_the_others() {
     const FLOOD: usize = 2000;
     const PER_IP: usize = 64;
-    raise_nofile(3 * FLOOD as u64 + 1000);
+    raise_nofile(3 * FLOOD as libc::rlim_t + 1000);
     let stop = CancellationToken::new();
     let target = Arc::new(OnceLock::new());
     let relay = sdp_relay(target.clone(), stop.clone()).await;
