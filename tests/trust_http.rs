@@ -28,7 +28,7 @@ fn ip(a: [u8; 4]) -> IpAddr {
 
 /// Raises this process's soft open-files limit to the hard limit when it is below
 /// `want` (a flood of 2,000 sockets needs both ends in this process).
-fn raise_nofile(want: u64) {
+fn raise_nofile(want: libc::rlim_t) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -39,7 +39,7 @@ fn raise_nofile(want: u64) {
             eprintln!("cannot read RLIMIT_NOFILE; going on with the current limit");
             return;
         }
-        if (lim.rlim_cur as u64) < want {
+        if lim.rlim_cur < want {
             let old = lim.rlim_cur;
             lim.rlim_cur = lim.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
@@ -49,7 +49,7 @@ fn raise_nofile(want: u64) {
             }
         }
         assert!(
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur as u64 >= want,
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur >= want,
             "this test needs {want} open files (ulimit -n); the hard limit is {}",
             lim.rlim_max
         );
@@ -175,17 +175,33 @@ async fn sdp_relay(target: Arc<OnceLock<SocketAddr>>, stop: CancellationToken) -
 
 /// Opens `n` idle connections from `local` to `to`, each held until the server closes it,
 /// `stop` is cancelled or a minute has passed; the count of those the server closed.
+/// With `cap`, each batch of 100 waits until all but `cap` of those so far are closed,
+/// so that the kernel's accept queue (1,024) never overflows on a busy machine.
 async fn idle_flood(
     local: [u8; 4],
     to: SocketAddr,
     n: usize,
+    cap: Option<usize>,
     stop: &CancellationToken,
 ) -> Arc<AtomicUsize> {
+    const BATCH: usize = 100;
     let closed = Arc::new(AtomicUsize::new(0));
     let mut opened = 0;
-    for batch in 0..n.div_ceil(200) {
+    for batch in 0..n.div_ceil(BATCH) {
+        if let Some(cap) = cap {
+            let closed = closed.clone();
+            wait_for(
+                Duration::from_secs(20),
+                "the connections over the cap to be closed",
+                || {
+                    let n = closed.load(Ordering::Relaxed);
+                    async move { (n + cap >= opened).then_some(()) }
+                },
+            )
+            .await;
+        }
         let mut conns = Vec::new();
-        for _ in batch * 200..((batch + 1) * 200).min(n) {
+        for _ in batch * BATCH..((batch + 1) * BATCH).min(n) {
             conns.push(connect_from(local, to));
         }
         for c in futures::future::join_all(conns).await {
@@ -236,7 +252,7 @@ async fn state_of(client: &reqwest::Client, base: &str, id: &str) -> Option<Stri
 async fn an_idle_flood_from_one_address_leaves_the_api_and_the_receipts_to_the_others() {
     const FLOOD: usize = 2000;
     const PER_IP: usize = 64;
-    raise_nofile(3 * FLOOD as u64 + 1000);
+    raise_nofile(3 * FLOOD as libc::rlim_t + 1000);
     let stop = CancellationToken::new();
     let target = Arc::new(OnceLock::new());
     let relay = sdp_relay(target.clone(), stop.clone()).await;
@@ -251,7 +267,7 @@ async fn an_idle_flood_from_one_address_leaves_the_api_and_the_receipts_to_the_o
     let gw: SocketAddr = h.base.trim_start_matches("http://").parse().unwrap();
     target.set(gw).unwrap();
 
-    let closed = idle_flood(LOCAL_1, gw, FLOOD, &stop).await;
+    let closed = idle_flood(LOCAL_1, gw, FLOOD, Some(PER_IP), &stop).await;
     // Everything over the per-address cap is closed at once (the harness's own client
     // holds one of the 64).
     wait_for(
@@ -340,7 +356,7 @@ async fn the_callbacks_listener_keeps_taking_receipts_while_the_api_is_saturated
     }
     // Fill the API listener's every connection from 127.0.0.2 (the harness holds one
     // from 127.0.0.1).
-    let _closed = idle_flood(LOCAL_2, gw, CAP, &stop).await;
+    let _closed = idle_flood(LOCAL_2, gw, CAP, None, &stop).await;
     // The API is full: a new connection waits in the backlog unanswered.
     let probe = tokio::time::timeout(
         Duration::from_millis(1000),

@@ -152,13 +152,17 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        metrics::gauge!("switchboard_http_connections", "listener" => name)
-            .set((shared.opts.max_connections - permits.available_permits()) as f64);
-        let (shared, shutdown) = (shared.clone(), shutdown.clone());
+        let open = move |permits: &Semaphore, max: usize| {
+            metrics::gauge!("switchboard_http_connections", "listener" => name)
+                .set(max.saturating_sub(permits.available_permits()) as f64);
+        };
+        open(&permits, shared.opts.max_connections);
+        let (shared, shutdown, permits) = (shared.clone(), shutdown.clone(), permits.clone());
         conns.spawn(async move {
             connection(stream, peer, &shared, shutdown).await;
             drop(slot);
             drop(permit);
+            open(&permits, shared.opts.max_connections);
         });
     }
     drop(listener);
