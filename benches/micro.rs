@@ -107,7 +107,7 @@ fn store(c: &mut Criterion) {
                 n += 1;
                 envelope(&ids, n)
             },
-            |env| rt.block_on(store.insert(env)).unwrap(),
+            |env| rt.block_on(store.insert(std::sync::Arc::new(env))).unwrap(),
             BatchSize::SmallInput,
         )
     });
@@ -131,7 +131,9 @@ fn store(c: &mut Criterion) {
                         .into_iter()
                         .map(|env| {
                             let store = store.clone();
-                            tokio::spawn(async move { store.insert(env).await })
+                            tokio::spawn(
+                                async move { store.insert(std::sync::Arc::new(env)).await },
+                            )
                         })
                         .collect();
                     for t in tasks {
