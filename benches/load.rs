@@ -139,6 +139,8 @@ async fn start_in_process(sync: &str) -> Result<(String, String, InProcess), Str
     let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let mut cfg = Config::default();
     cfg.http.listen = "127.0.0.1:0".into();
+    // Clients, simulator and gateway share one loopback address: room for all of them.
+    cfg.http.max_connections_per_ip = 4096;
     cfg.http.clients = vec![ClientConfig {
         name: "load".into(),
         token: IN_PROCESS_TOKEN.into(),
