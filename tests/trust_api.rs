@@ -231,6 +231,24 @@ async fn the_admin_api_is_closed_without_its_token() {
     let h = Harness::start(|_, _| {}).await;
     assert_eq!(erase(&h, TOKEN, "sms:+8613800000001").await.0, 403);
     assert_eq!(erase(&h, ADMIN_TOKEN, "not-an-address").await.0, 400);
+    // A body over the limit is refused before it is read whole.
+    let big = "x".repeat(h.cfg.http.max_body_bytes + 1);
+    assert_eq!(erase(&h, ADMIN_TOKEN, &big).await.0, 413);
+    // The admin read: no token 401, a forged one 401, a client's token 403, even for the
+    // client's own message; the admin token 200.
+    let id = h
+        .submit_ok(json!({"from": "app:own", "to": ["sms:+8613800000001"], "text": "own"}))
+        .await;
+    let url = format!("{}/admin/v1/messages/{id}", h.base);
+    assert_eq!(h.http.get(&url).send().await.unwrap().status(), 401);
+    for (token, want) in [
+        ("forged-admin-token-0001", 401),
+        (TOKEN, 403),
+        (ADMIN_TOKEN, 200),
+    ] {
+        let r = h.http.get(&url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), want, "{token}");
+    }
     h.stop().await;
 }
 

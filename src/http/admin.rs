@@ -47,6 +47,17 @@ struct EraseBody {
     address: String,
 }
 
+/// `GET /admin/v1/messages/{id}`: any message, for the admin token only (a client's token
+/// gets `403` here, even for its own messages).
+pub(super) async fn get_message(
+    state: State<Arc<AppState>>,
+    headers: HeaderMap,
+    id: axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    state.callers.admin(&headers)?;
+    super::api::get_message(state, headers, id).await
+}
+
 /// `POST /admin/v1/erase`.
 pub(super) async fn erase(
     State(st): State<Arc<AppState>>,
@@ -54,8 +65,14 @@ pub(super) async fn erase(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     st.callers.admin(&headers)?;
-    let body =
-        body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text()))?;
+    let body = body.map_err(|e| {
+        let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "invalid_body"
+        };
+        ApiError::new(e.status(), code, e.body_text())
+    })?;
     let req: EraseBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
     let addr = Address::parse_user(&req.address)

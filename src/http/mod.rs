@@ -129,7 +129,7 @@ pub fn callback_routes() -> Router<Arc<AppState>> {
 pub fn admin_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/admin/v1/erase", post(admin::erase))
-        .route("/admin/v1/messages/{id}", get(api::get_message))
+        .route("/admin/v1/messages/{id}", get(admin::get_message))
 }
 
 /// `/metrics` (limited to `http.metrics_allow` or `http.metrics_token`) and `/readyz`.
