@@ -57,13 +57,7 @@ fn handed_to_sdp(ctx: &Ctx, hit: &CorrelatorHit) -> bool {
 
 /// The same phone, however the SDP writes it (`tel:+86…`, `tel:86…`, `+86…`).
 fn same_phone(stored: &str, reported: &str) -> bool {
-    let digits = |s: &str| -> String {
-        let s = s.trim();
-        let s = s.strip_prefix("tel:").unwrap_or(s);
-        s.strip_prefix('+').unwrap_or(s).to_string()
-    };
-    let (a, b) = (digits(stored), digits(reported));
-    !a.is_empty() && a == b
+    crate::address::parse_sdp_number(reported).is_some_and(|n| n == stored)
 }
 
 /// Applies a delivery receipt for the phone at `address`. Returns after it is committed.
