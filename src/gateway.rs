@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::connectors::im::WebhookSink;
+use crate::connectors::webhook::WebhookSink;
 use crate::connectors::mail::MailSink;
 use crate::connectors::sdp::SdpClient;
 use crate::connectors::xmpp::XmppSink;

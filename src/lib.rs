@@ -8,6 +8,7 @@ pub mod address;
 pub mod config;
 pub mod connectors;
 pub mod content;
+pub mod directory;
 pub mod gateway;
 pub mod http;
 pub mod message;

@@ -694,7 +694,7 @@ async fn signed_receiver() -> (SocketAddr, Received) {
         body: axum::body::Bytes,
     ) -> &'static str {
         let sig = headers
-            .get(switchboard::connectors::im::SIGNATURE_HEADER)
+            .get(switchboard::connectors::webhook::SIGNATURE_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         got.lock().unwrap().push((path.into(), sig, body.to_vec()));
@@ -759,7 +759,7 @@ async fn webhooks_are_signed_and_a_changed_body_fails_verification() {
     ] {
         let (_, sig, body) = find(path).await;
         let sig = sig.unwrap_or_else(|| panic!("the {path} POST is not signed"));
-        use switchboard::connectors::im::verify_signature;
+        use switchboard::connectors::webhook::verify_signature;
         assert!(
             verify_signature(secret.as_bytes(), &sig, &body, now, 300),
             "{path}: {sig}"

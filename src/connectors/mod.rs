@@ -1,7 +1,7 @@
 //! Protocol connectors: one module per protocol. A sink delivers one recipient and says
 //! whether it worked; a failure says in its type whether a retry makes sense.
 
-pub mod im;
+pub mod webhook;
 pub mod mail;
 pub mod sdp;
 pub mod xmpp;
