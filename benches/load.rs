@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use switchboard::config::{ClientConfig, Config};
+use switchboard::connectors::sdp::NOTIFY_PATH;
 use switchboard::gateway::{self, Listeners};
-use switchboard::http::NOTIFY_PATH;
 use switchboard::sim::{PROBE_PREFIX, SEND_SMS_PATH, SimConfig, SimLatency, SimStats, Simulator};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use switchboard::config::Config;
+use switchboard::connectors::sdp::NOTIFY_PATH;
 use switchboard::connectors::sdp::parlayx::{self, Version};
 use switchboard::gateway::{self, Listeners};
-use switchboard::http::NOTIFY_PATH;
 use switchboard::sim::{SEND_SMS_PATH, SimConfig, Simulator};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

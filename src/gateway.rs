@@ -1,5 +1,6 @@
-//! Assembling and running a gateway: store, stages, sinks, HTTP server and (for the local
-//! trial) the built-in SDP simulator.
+//! Assembling and running a gateway: store, stages, the connectors the registry
+//! (`connectors::build`) makes from the config, the HTTP server and (for the local trial)
+//! the built-in SDP simulator.
 //!
 //! `run` takes listeners that are already bound, so tests bind port 0 and run many gateways
 //! in one process. Stopping is `shutdown.cancel()`: the HTTP server stops accepting, the
@@ -15,13 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::connectors::webhook::WebhookSink;
-use crate::connectors::mail::MailSink;
-use crate::connectors::sdp::SdpClient;
-use crate::connectors::xmpp::XmppSink;
-use crate::http::{AppState, NOTIFY_PATH, ReadySource};
+use crate::connectors::sdp::{MMS_NOTIFY_PATH, NOTIFY_PATH};
+use crate::http::AppState;
 use crate::message::IdGen;
-use crate::pipeline::{self, Ctx, Sinks};
+use crate::pipeline::{self, Ctx, Messages};
 use crate::store::{Store, StoreError};
 
 /// The sockets a gateway serves, bound by the caller.
@@ -114,9 +112,7 @@ pub async fn run(
     let notify_endpoint = format!("{callbacks_base}{}", cfg.sdp.callbacks.path(NOTIFY_PATH));
     let mms_notify_endpoint = format!(
         "{callbacks_base}{}",
-        cfg.sdp
-            .callbacks
-            .path(crate::connectors::sdp::mms::MMS_NOTIFY_PATH)
+        cfg.sdp.callbacks.path(MMS_NOTIFY_PATH)
     );
     let tls = match (&cfg.http.tls_cert, &cfg.http.tls_key) {
         (Some(cert), Some(key)) => {
@@ -182,43 +178,18 @@ pub async fn run(
         &cfg.content.media,
         &public,
     ));
-    let xmpp = cfg
-        .xmpp
-        .as_ref()
-        .map(|x| XmppSink::new(x, Some(media.clone())));
-    let sinks = Sinks {
-        sms: (!cfg.sdp.send_sms_url.is_empty())
-            .then(|| SdpClient::new(cfg.sdp.clone(), notify_endpoint.clone())),
-        mms: (!cfg.content.mms.send_message_url.is_empty()).then(|| {
-            crate::connectors::sdp::mms::MmsClient::new(
-                cfg.content.mms.send_message_url.clone(),
-                cfg.sdp.clone(),
-                mms_notify_endpoint.clone(),
-            )
-        }),
-        im: (!cfg.im.url.is_empty()).then(|| {
-            WebhookSink::new(
-                Some(cfg.im.url.clone()),
-                Duration::from_millis(cfg.im.timeout_ms),
-                cfg.im.concurrency,
-            )
-            .with_secret(&cfg.im.secret)
-        }),
-        callback: Some(
-            WebhookSink::new(
-                None,
-                Duration::from_millis(cfg.reports.timeout_ms),
-                cfg.reports.concurrency,
-            )
-            .with_secret(&cfg.reports.secret),
-        ),
-        xmpp: xmpp.as_ref().map(|(sink, _, _)| sink.clone()),
-        mail: if cfg.mail.smarthost.is_empty() {
-            None
-        } else {
-            Some(MailSink::new(&cfg.mail, store.clone()).map_err(RunError::Setup)?)
+    let connectors = crate::connectors::build(
+        &cfg,
+        crate::connectors::Deps {
+            messages: Messages::new(store.clone()),
+            media: media.clone(),
+            notify_endpoint: notify_endpoint.clone(),
+            mms_notify_endpoint: mms_notify_endpoint.clone(),
+            smtp: listeners.smtp,
+            drain: Duration::from_secs(cfg.drain_timeout_secs),
         },
-    };
+    )
+    .map_err(RunError::Setup)?;
     let ctx = Arc::new(Ctx::new(cfg.clone(), store.clone(), ids));
     aux.spawn(crate::store::retention::run(
         store.clone(),
@@ -227,40 +198,20 @@ pub async fn run(
     ));
     let tracker = TaskTracker::new();
     let stages_stop = CancellationToken::new();
-    let (intake, depths) = pipeline::start(ctx, sinks, &tracker, stages_stop.clone());
-    // The SMTP server stops with the HTTP server: it takes no new mail, finishes the
-    // messages in progress within the drain deadline, then lets go of the intake.
-    let smtp = match listeners.smtp {
-        Some(l) => {
-            let tls = crate::connectors::mail::server::tls_acceptor(&cfg.mail)
-                .map_err(RunError::Setup)?;
-            tracing::info!(listen = %l.local_addr()?, starttls = tls.is_some(), "SMTP server running");
-            Some(tokio::spawn(crate::connectors::mail::server::serve(
-                l,
-                intake.clone(),
-                tls,
-                shutdown.clone(),
-                Duration::from_secs(cfg.drain_timeout_secs),
-            )))
-        }
-        None => None,
-    };
-    if cfg.mail.delay_report_secs > 0 && !cfg.mail.listen.is_empty() {
-        tracker.spawn(crate::connectors::mail::delay_reporter(
-            intake.ctx().clone(),
-            shutdown.clone(),
-        ));
-    }
-    // The component links stop with the HTTP server (`shutdown`): no new work comes in
-    // while the stages drain; deliveries still queued for them wait in the store.
-    let mut ready = Vec::new();
-    if let Some((_, links, states)) = xmpp {
-        links.start(intake.clone(), &tracker, shutdown.clone());
-        ready.extend(states.into_iter().map(|s| ReadySource {
-            name: format!("xmpp {}", s.domain),
-            up: s.up,
-        }));
-    }
+    let (intake, depths) = pipeline::start(ctx, connectors.sinks, &tracker, stages_stop.clone());
+    // The receive sides (SMTP server, XMPP links) stop with the HTTP server (`shutdown`):
+    // no new work comes in while the stages drain.
+    let callback_routes: Vec<axum::Router> = connectors
+        .callback_routes
+        .into_iter()
+        .map(|make| make(&intake))
+        .collect();
+    let services: Vec<_> = connectors
+        .services
+        .into_iter()
+        .filter_map(|s| s.start(intake.clone(), &tracker, shutdown.clone()))
+        .collect();
+    let ready = connectors.ready;
 
     let state = Arc::new(AppState {
         cfg: cfg.clone(),
@@ -270,17 +221,11 @@ pub async fn run(
         metrics,
         shutdown: shutdown.clone(),
         ready,
-        mms_receive: (!cfg.content.mms.receive_message_url.is_empty()).then(|| {
-            crate::connectors::sdp::mms::ReceiveClient::new(
-                cfg.content.mms.receive_message_url.clone(),
-                cfg.sdp.clone(),
-                cfg.content.mms.max_receive_bytes,
-            )
-        }),
         media,
     });
     let routers = crate::http::routers(
         state,
+        callback_routes,
         listeners.callbacks.is_some(),
         listeners.admin.is_some(),
     );
@@ -314,9 +259,9 @@ pub async fn run(
             }
         }
     }
-    if let Some(smtp) = smtp {
+    for service in services {
         let left = deadline.saturating_sub(started.elapsed()) + Duration::from_secs(2);
-        if tokio::time::timeout(left, smtp).await.is_err() {
+        if tokio::time::timeout(left, service).await.is_err() {
             tracing::warn!("SMTP server still running at the drain deadline");
         }
     }

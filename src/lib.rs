@@ -5,6 +5,7 @@
 //! queues, with a durable store underneath. See `docs/ARCHITECTURE.md`.
 
 pub mod address;
+pub mod cidr;
 pub mod config;
 pub mod connectors;
 pub mod content;
@@ -16,3 +17,5 @@ pub mod pipeline;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+
+pub use config::Config;

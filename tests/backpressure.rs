@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-use switchboard::http::NOTIFY_PATH;
+use switchboard::connectors::sdp::NOTIFY_PATH;
 use switchboard::sim::SimConfig;
 
 /// Submissions offered in total (bounded), by this many concurrent clients.

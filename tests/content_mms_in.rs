@@ -169,7 +169,7 @@ async fn an_unknown_reference_is_refused_and_nothing_is_stored() {
         .sdp_auth(h.http.post(format!(
             "{}{}",
             h.base,
-            switchboard::connectors::sdp::mms::MMS_NOTIFY_PATH
+            switchboard::connectors::sdp::MMS_NOTIFY_PATH
         )))
         .header("content-type", "text/xml; charset=utf-8")
         .body(soap)

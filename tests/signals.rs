@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 use switchboard::config::Config;
-use switchboard::http::NOTIFY_PATH;
+use switchboard::connectors::sdp::NOTIFY_PATH;
 use switchboard::sim::SimConfig;
 use tokio::sync::Notify;
 

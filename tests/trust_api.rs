@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 use switchboard::config::ClientConfig;
-use switchboard::http::NOTIFY_PATH;
+use switchboard::connectors::sdp::NOTIFY_PATH;
 use switchboard::sim::SimConfig;
 
 async fn get(h: &Harness, token: &str, id: &str) -> (u16, Value) {

@@ -10,11 +10,11 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 use switchboard::config::Config;
+use switchboard::connectors::sdp::NOTIFY_PATH;
 use switchboard::connectors::sdp::callbacks::{
     BasicAuth, CallbackConfig, NotifyHeaderAuth, PasswordAlgorithm,
 };
 use switchboard::connectors::sdp::parlayx::{self, DeliveryStatus, Version};
-use switchboard::http::NOTIFY_PATH;
 
 const PHONE: &str = "+8613800000051";
 const VICTIM: &str = "+8613911112222";
@@ -100,7 +100,7 @@ async fn a_forged_mo_without_credential_is_refused_and_sends_nothing() {
     // The MMS door is closed the same way.
     let (status, _) = post_raw(
         &h,
-        switchboard::connectors::sdp::mms::MMS_NOTIFY_PATH,
+        switchboard::connectors::sdp::MMS_NOTIFY_PATH,
         forged_mo("x"),
         None,
     )
@@ -487,7 +487,7 @@ async fn the_secret_path_is_required_and_the_bare_path_refused() {
         format!("{NOTIFY_PATH}/"),
         format!(
             "{}/{}",
-            switchboard::connectors::sdp::mms::MMS_NOTIFY_PATH,
+            switchboard::connectors::sdp::MMS_NOTIFY_PATH,
             "guess"
         ),
     ] {
@@ -549,10 +549,7 @@ async fn without_any_credential_every_callback_is_refused() {
     })
     .await;
     let before = refused_count(&page(http.clone(), base.clone()).await, "no_credential");
-    for path in [
-        NOTIFY_PATH,
-        switchboard::connectors::sdp::mms::MMS_NOTIFY_PATH,
-    ] {
+    for path in [NOTIFY_PATH, switchboard::connectors::sdp::MMS_NOTIFY_PATH] {
         let r = http
             .post(format!("{base}{path}"))
             .basic_auth(CALLBACK_USER, Some(CALLBACK_PASSWORD))

@@ -1,57 +1,189 @@
-//! Protocol connectors: one module per protocol. A sink delivers one recipient and says
-//! whether it worked; a failure says in its type whether a retry makes sense.
+//! Protocol connectors: one folder per protocol, each with its config, its sink (the
+//! pipeline's [`Sink`] port), and its receive side (servers, links, callback routes) that
+//! reaches the gateway only through the pipeline's [`Intake`].
+//!
+//! [`build`] is the registry: it makes every configured connector's sinks, routes and
+//! services, which `gateway` starts. Adding a connector is one folder, one line in
+//! [`build`] and one config field. The registry is the only code here that reads the whole
+//! gateway config; each connector is given its own sections.
 
-pub mod webhook;
 pub mod mail;
 pub mod sdp;
+pub mod webhook;
 pub mod xmpp;
 
-/// A delivery the sink accepted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sent {
-    /// The peer's id for it (Parlay X `sendSmsResponse/result`), if it gave one.
-    pub remote_id: Option<String>,
-    /// No later report is to be expected: this is the last word on the recipient.
-    pub final_word: bool,
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Config;
+use crate::address::Channel;
+use crate::content::media::MediaLinks;
+use crate::pipeline::{Intake, Messages, Sink, Sinks};
+pub use crate::pipeline::{Sent, SinkError};
+
+/// A link that must be up for the gateway to be ready (`/readyz`).
+#[derive(Clone)]
+pub struct ReadySource {
+    /// Named in `/readyz` when down (`xmpp sms.example.org`).
+    pub name: String,
+    pub up: Arc<AtomicBool>,
 }
 
-/// Why a delivery did not work. The kind decides between retry and failure report.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SinkError {
-    /// Worth another attempt later (timeouts, resets, 5xx, SVC0001); spends an attempt.
-    #[error("temporary: {0}")]
-    Transient(String),
-    /// The peer could not be reached or said it is unavailable (refused connection, HTTP 503
-    /// or 429, clamd or rspamd down under `fail_closed`): nothing was tried with this
-    /// message, so it waits (with growing intervals, up to its time to live) without
-    /// spending an attempt. A long outage does not use up `retry.max_attempts`.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    /// Will never work (policy faults, bad addresses, 4xx).
-    #[error("permanent: {0}")]
-    Permanent(String),
+/// What the registry needs besides the config.
+pub struct Deps {
+    /// Stored messages, for sinks that quote an earlier one.
+    pub messages: Messages,
+    /// Signs links to media parts.
+    pub media: Arc<MediaLinks>,
+    /// The URLs the SDP is told to send its receipts to (SMS, MMS).
+    pub notify_endpoint: String,
+    pub mms_notify_endpoint: String,
+    /// The SMTP server's listener, when `[mail] listen` is set.
+    pub smtp: Option<TcpListener>,
+    /// How long the receive side may take to finish at shutdown.
+    pub drain: Duration,
 }
 
-impl SinkError {
-    /// Worth trying again later (temporary or unavailable).
-    pub fn is_transient(&self) -> bool {
-        !matches!(self, SinkError::Permanent(_))
-    }
+/// A receive side, started once the pipeline's intake exists.
+pub trait Service: Send {
+    /// Starts it on `tracker` (or a task of its own, returned, which the gateway waits for
+    /// at shutdown before it drains the stages). It stops taking work at `shutdown`.
+    fn start(
+        self: Box<Self>,
+        intake: Intake,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Option<JoinHandle<()>>;
+}
 
-    pub fn message(&self) -> &str {
-        match self {
-            SinkError::Transient(m) | SinkError::Unavailable(m) | SinkError::Permanent(m) => m,
+/// HTTP routes of a connector (callbacks a peer calls), made once the intake exists.
+pub type RouteMaker = Box<dyn FnOnce(&Intake) -> axum::Router + Send>;
+
+/// Every configured connector's parts.
+#[derive(Default)]
+pub struct Connectors {
+    pub sinks: Sinks,
+    /// Routes served with the SDP callbacks (main listener, or `[http] callbacks_listen`).
+    pub callback_routes: Vec<RouteMaker>,
+    pub services: Vec<Box<dyn Service>>,
+    /// Links `/readyz` waits for.
+    pub ready: Vec<ReadySource>,
+}
+
+impl Connectors {
+    fn sink(&mut self, channels: &[Channel], sink: Arc<dyn Sink>) {
+        for ch in channels {
+            self.sinks.insert(*ch, sink.clone());
         }
     }
+}
 
-    /// `transient`, `unavailable` or `permanent` (a metric label).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SinkError::Transient(_) => "transient",
-            SinkError::Unavailable(_) => "unavailable",
-            SinkError::Permanent(_) => "permanent",
-        }
+/// The registry: makes the connectors `cfg` configures, each from its own sections.
+pub fn build(cfg: &Config, deps: Deps) -> Result<Connectors, String> {
+    let mut c = Connectors::default();
+
+    // The SDP: SMS (and MMS) to phones; its callbacks are always served.
+    if !cfg.sdp.send_sms_url.is_empty() {
+        let mms = (!cfg.content.mms.send_message_url.is_empty()).then(|| {
+            sdp::mms_client::MmsClient::new(
+                cfg.content.mms.send_message_url.clone(),
+                cfg.sdp.clone(),
+                deps.mms_notify_endpoint.clone(),
+            )
+        });
+        let sink = sdp::SdpSink {
+            sms: sdp::SdpClient::new(cfg.sdp.clone(), deps.notify_endpoint.clone()),
+            mms,
+            concurrency: cfg.sdp.concurrency,
+        };
+        c.sink(&[Channel::Sms], Arc::new(sink));
     }
+    let callbacks = cfg.sdp.callbacks.clone();
+    let version = cfg.sdp.version;
+    let mo = sdp::MoRouting {
+        service_number: cfg.sdp.service_number.clone(),
+        mo: cfg.mo.clone(),
+        im_domains: cfg.im.domains.clone(),
+    };
+    let mms_receive = (!cfg.content.mms.receive_message_url.is_empty()).then(|| {
+        sdp::mms_client::ReceiveClient::new(
+            cfg.content.mms.receive_message_url.clone(),
+            cfg.sdp.clone(),
+            cfg.content.mms.max_receive_bytes,
+        )
+    });
+    c.callback_routes.push(Box::new(move |intake: &Intake| {
+        sdp::inbound::routes(Arc::new(sdp::Inbound {
+            intake: intake.clone(),
+            callbacks,
+            version,
+            mo,
+            mms_receive,
+        }))
+    }));
+
+    // XMPP component links carry `im:` recipients when configured.
+    if let Some(x) = &cfg.xmpp {
+        let (sink, links, states) = xmpp::XmppSink::new(x, Some(deps.media.clone()));
+        c.sink(
+            &[Channel::Im],
+            Arc::new(sink.with_concurrency(cfg.im.concurrency)),
+        );
+        c.ready.extend(states.into_iter().map(|s| ReadySource {
+            name: format!("xmpp {}", s.domain),
+            up: s.up,
+        }));
+        c.services.push(Box::new(links));
+    }
+
+    // HTTP webhooks: the IM server (`im:` without XMPP, and `app:`), and status reports.
+    if !cfg.im.url.is_empty() {
+        let im: Arc<dyn Sink> = Arc::new(
+            webhook::WebhookSink::new(
+                Some(cfg.im.url.clone()),
+                Duration::from_millis(cfg.im.timeout_ms),
+                cfg.im.concurrency,
+            )
+            .with_secret(&cfg.im.secret),
+        );
+        if !c.sinks.contains_key(&Channel::Im) {
+            c.sink(&[Channel::Im], im.clone());
+        }
+        c.sink(&[Channel::App], im);
+    }
+    c.sink(
+        &[Channel::Callback],
+        Arc::new(
+            webhook::WebhookSink::new(
+                None,
+                Duration::from_millis(cfg.reports.timeout_ms),
+                cfg.reports.concurrency,
+            )
+            .with_secret(&cfg.reports.secret),
+        ),
+    );
+
+    // Mail: a smarthost for mail out, an SMTP server for mail in.
+    if !cfg.mail.smarthost.is_empty() {
+        let sink = mail::MailSink::new(&cfg.mail, deps.messages.clone())?;
+        c.sink(&[Channel::Mail], Arc::new(sink));
+    }
+    if let Some(listener) = deps.smtp {
+        let server = mail::service::SmtpServer::new(&cfg.mail, listener, deps.drain)?;
+        c.services.push(Box::new(server));
+    }
+    if cfg.mail.delay_report_secs > 0 && !cfg.mail.listen.is_empty() {
+        c.services.push(Box::new(mail::service::DelayReporter {
+            wait_ms: cfg.mail.delay_report_secs.saturating_mul(1000),
+        }));
+    }
+    Ok(c)
 }
 
 /// Classifies a transport error of an HTTP request: all of them are worth a retry

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use super::auth::{Caller, refused};
 use super::{ApiError, AppState};
 use crate::address::Address;
-use crate::message::{Content, Envelope, Kind, MsgId, Part, Recipient, RecipientId, now_ms};
-use crate::pipeline::SubmitError;
+use crate::message::{Content, Kind, MsgId, Part, RecipientId};
+use crate::pipeline::{Draft, SubmitError};
 
 const MAX_CLIENT_REF: usize = 256;
 
@@ -131,32 +131,25 @@ pub(super) async fn submit(
         ),
         None => None,
     };
-    let mut addrs: Vec<Address> = Vec::with_capacity(req.to.len());
+    let mut given: Vec<Address> = Vec::with_capacity(req.to.len());
     for (i, to) in req.to.iter().enumerate() {
-        let a = Address::parse_user(to).map_err(|e| bad(e.code(), format!("to[{i}]: {e}")))?;
-        match a {
-            // Groups are expanded here, before the commit, so the stored recipients are
-            // the real ones and a later change of the group does not alter accepted work.
-            Address::Group(name) => {
-                let group = st
-                    .cfg
-                    .directory
-                    .groups
-                    .iter()
-                    .find(|g| g.name == name)
-                    .ok_or_else(|| bad("unknown_group", format!("to[{i}]: no group {name:?}")))?;
-                for m in &group.members {
-                    if let Ok(member) = Address::parse_user(m)
-                        && !addrs.contains(&member)
-                    {
-                        addrs.push(member);
-                    }
-                }
-            }
-            a if !addrs.contains(&a) => addrs.push(a),
-            _ => {}
-        }
+        given.push(Address::parse_user(to).map_err(|e| bad(e.code(), format!("to[{i}]: {e}")))?);
     }
+    // Groups are expanded before the commit, so the stored recipients are the real ones
+    // and a later change of the group does not alter accepted work.
+    let addrs: Vec<Address> = st
+        .intake
+        .directory()
+        .expand(&given)
+        .map_err(|g| {
+            bad(
+                "unknown_group",
+                format!("to[{}]: no group {:?}", g.index, g.name),
+            )
+        })?
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
     if addrs.len() > max_recipients {
         return Err(bad(
             "too_many_recipients",
@@ -175,31 +168,25 @@ pub(super) async fn submit(
             ));
         }
     }
-    let now = now_ms();
-    let ctx = st.intake.ctx();
-    let env = Envelope {
-        id: ctx.ids.next(),
-        kind: Kind::Message,
-        origin: from,
-        client: client.cfg.name.clone(),
-        client_ref: req.client_ref,
-        report_to,
-        recipients: addrs
-            .into_iter()
-            .enumerate()
-            .map(|(i, a)| Recipient::new(i as u32, a))
-            .collect(),
-        content: Content {
-            text: req.text,
-            subject: req.subject,
-            parts: req.parts,
-            report: None,
-            mail: None,
-        },
-        created_at: now,
-        expires_at: now + (st.cfg.retry.ttl_secs as i64) * 1000,
-        note: None,
-    };
+    let env = st
+        .intake
+        .envelope(Draft {
+            kind: Kind::Message,
+            origin: from,
+            client: client.cfg.name.clone(),
+            client_ref: req.client_ref,
+            report_to,
+            to: addrs,
+            content: Content {
+                text: req.text,
+                subject: req.subject,
+                parts: req.parts,
+                report: None,
+                mail: None,
+            },
+            note: None,
+        })
+        .map_err(|g| bad("unknown_group", format!("no group {:?}", g.name)))?;
     let env = st.intake.submit(env).await.map_err(|e| match e {
         SubmitError::QueueFull => ApiError {
             retry_after: Some(st.cfg.http.retry_after_secs),

@@ -1,7 +1,7 @@
-//! The HTTP server: the submit API (`/v1/messages`), the SDP's Parlay X SmsNotification and
-//! MessageNotification endpoints, signed media links (`/media`), `/metrics`, `/healthz` and
-//! `/readyz`; the SDP callbacks and the admin API optionally on listeners of their own
-//! ([`routers`]). Connections, timeouts and TLS: [`listener`].
+//! The HTTP server: the submit API (`/v1/messages`), signed media links (`/media`), the
+//! admin API, `/metrics`, `/healthz` and `/readyz`, with the connectors' callback routes
+//! (the SDP's notifications) merged in; the callbacks and the admin API optionally on
+//! listeners of their own ([`routers`]). Connections, timeouts and TLS: [`listener`].
 //!
 //! Every body is read with the configured size limit; API errors are JSON
 //! `{code, message}` with a stable `code`; SOAP errors are SOAP 1.1 faults.
@@ -11,8 +11,6 @@ mod api;
 pub mod auth;
 pub mod listener;
 mod media;
-mod mms;
-mod soap;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,9 +23,8 @@ use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+pub use crate::connectors::ReadySource;
 use crate::pipeline::{Depths, Intake};
-
-pub use soap::NOTIFY_PATH;
 
 /// What the handlers share.
 pub struct AppState {
@@ -40,18 +37,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Links `/readyz` waits for besides the store (XMPP component links).
     pub ready: Vec<ReadySource>,
-    /// Fetches received MMS content from the SDP (`content.mms.receive_message_url`).
-    pub mms_receive: Option<crate::connectors::sdp::mms::ReceiveClient>,
     /// Checks the links under `/media`.
     pub media: Arc<crate::content::media::MediaLinks>,
-}
-
-/// A link that must be up for the gateway to be ready.
-#[derive(Clone)]
-pub struct ReadySource {
-    /// Named in `/readyz` when down (`xmpp sms.example.org`).
-    pub name: String,
-    pub up: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The routers of the HTTP listeners: the main one (API, media, `/metrics`, health), and
@@ -64,26 +51,35 @@ pub struct Routers {
     pub admin: Option<Router>,
 }
 
-/// Builds the routers; `callbacks_apart` / `admin_apart` put those routes on routers of
-/// their own instead of the main one. Every router has `/healthz`.
-pub fn routers(state: Arc<AppState>, callbacks_apart: bool, admin_apart: bool) -> Routers {
+/// Builds the routers; `callbacks` are the connectors' callback routes (already given
+/// their state). `callbacks_apart` / `admin_apart` put the callbacks and the admin API on
+/// routers of their own instead of the main one. Every router has `/healthz`, and every
+/// body is read with `http.max_body_bytes`.
+pub fn routers(
+    state: Arc<AppState>,
+    callbacks: Vec<Router>,
+    callbacks_apart: bool,
+    admin_apart: bool,
+) -> Routers {
     let limit = state.cfg.http.max_body_bytes;
-    let finish = |r: Router<Arc<AppState>>| {
+    let finish = |r: Router| {
         r.route("/healthz", get(|| async { "ok\n" }))
             .layer(DefaultBodyLimit::max(limit))
-            .with_state(state.clone())
     };
-    let mut main = api_routes().merge(service_routes());
+    let callback_routes = callbacks.into_iter().fold(Router::new(), Router::merge);
+    let mut main = api_routes()
+        .merge(service_routes())
+        .with_state(state.clone());
     let callbacks = if callbacks_apart {
-        Some(finish(callback_routes()))
+        Some(finish(callback_routes))
     } else {
-        main = main.merge(callback_routes());
+        main = main.merge(callback_routes);
         None
     };
     let admin = if admin_apart {
-        Some(finish(admin_routes()))
+        Some(finish(admin_routes().with_state(state.clone())))
     } else {
-        main = main.merge(admin_routes());
+        main = main.merge(admin_routes().with_state(state.clone()));
         None
     };
     Routers {
@@ -94,8 +90,8 @@ pub fn routers(state: Arc<AppState>, callbacks_apart: bool, admin_apart: bool) -
 }
 
 /// One router with every endpoint.
-pub fn router(state: Arc<AppState>) -> Router {
-    routers(state, false, false).main
+pub fn router(state: Arc<AppState>, callbacks: Vec<Router>) -> Router {
+    routers(state, callbacks, false, false).main
 }
 
 /// The submit API and the media links.
@@ -104,25 +100,6 @@ pub fn api_routes() -> Router<Arc<AppState>> {
         .route("/v1/messages", post(api::submit))
         .route("/v1/messages/{id}", get(api::get_message))
         .route("/media/{msg}/{part}/{name}", get(media::part))
-}
-
-/// The SDP's notification endpoints (`/parlayx/...`).
-pub fn callback_routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route(NOTIFY_PATH, post(soap::notification))
-        .route(
-            crate::connectors::sdp::mms::MMS_NOTIFY_PATH,
-            post(mms::notification),
-        )
-        // The same endpoints under a secret path segment (`[sdp.callbacks] secret_path`).
-        .route(
-            "/parlayx/SmsNotification/{secret}",
-            post(soap::notification),
-        )
-        .route(
-            "/parlayx/MessageNotification/{secret}",
-            post(mms::notification),
-        )
 }
 
 /// The admin API (its own token; optionally its own listener, `http.admin_listen`).
@@ -217,9 +194,9 @@ fn metrics_allowed(cfg: &crate::config::HttpConfig, req: &axum::extract::Request
     let nets: Vec<_> = cfg
         .metrics_allow
         .iter()
-        .filter_map(|n| crate::connectors::mail::config::parse_cidr(n))
+        .filter_map(|n| crate::cidr::parse_cidr(n))
         .collect();
-    crate::connectors::mail::config::allowed(&nets, peer.ip())
+    crate::cidr::allowed(&nets, peer.ip())
 }
 
 /// Compares two secrets without leaking where they differ.

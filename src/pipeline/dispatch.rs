@@ -1,4 +1,4 @@
-//! The dispatch stage: one runner per channel, at most `concurrency` deliveries at the sink
+//! The dispatch stage: one runner per sink, at most `concurrency` deliveries at the sink
 //! at once. A recipient leaves the live queue only once its outcome is recorded in the
 //! store, so only a sink-confirmed (or finally failed) recipient is ever done.
 //!
@@ -8,9 +8,10 @@
 //! bounded too, by [`SETTLING_FACTOR`] × `concurrency` in all.
 
 //!
-//! Phone deliveries are in [`InFlight`] from before the SDP is asked until their outcome is
-//! recorded: a receipt may come back before the `sendSmsResponse` is recorded (the store
-//! still says `queued`), and only such a recipient, or one recorded as sent, takes one.
+//! Deliveries to a sink whose receipts may come early ([`Sink::early_receipts`]: the SDP)
+//! are in [`InFlight`] from before the sink is asked until their outcome is recorded: a
+//! receipt may come back before the sink's answer is recorded (the store still says
+//! `queued`), and only such a recipient, or one recorded as sent, takes one.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -18,11 +19,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 
-use super::{Ctx, Delivery, Settle, Sinks};
+use super::{Ctx, Delivery, Settle, Sink};
 use crate::address::Channel;
 use crate::message::{RecipientId, now_ms};
 
-/// The phone recipients whose send to the SDP is under way.
+/// The recipients whose send to a sink with early receipts is under way.
 #[derive(Default)]
 pub struct InFlight(Arc<Mutex<HashSet<RecipientId>>>);
 
@@ -65,11 +66,12 @@ pub(super) const SETTLING_FACTOR: usize = 4;
 pub(super) async fn run(
     ctx: Arc<Ctx>,
     channel: Channel,
-    sinks: Sinks,
+    sink: Arc<dyn Sink>,
     mut rx: mpsc::Receiver<Delivery>,
-    concurrency: usize,
     tracker: TaskTracker,
 ) {
+    let concurrency = sink.concurrency();
+    let early = sink.early_receipts();
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let slots = Arc::new(Semaphore::new(concurrency.max(1) * SETTLING_FACTOR));
     let in_flight =
@@ -83,18 +85,17 @@ pub(super) async fn run(
         };
         let Some(d) = rx.recv().await else { break };
         let ctx = ctx.clone();
-        let sinks = sinks.clone();
+        let sink = sink.clone();
         let in_flight = in_flight.clone();
         in_flight.increment(1.0);
         tracker.spawn(async move {
-            let _sending = (channel == Channel::Sms)
-                .then(|| ctx.sdp_in_flight.enter(d.env.recipient_id(d.idx)));
+            let _sending = early.then(|| ctx.in_flight.enter(d.env.recipient_id(d.idx)));
             let result = if now_ms() > d.env.expires_at {
                 Err(Settle::Expired)
             } else {
-                match sinks.down(&d) {
+                match sink.down(&d) {
                     Some((why, at)) => Err(Settle::Defer(why, at)),
-                    None => sinks.deliver(&d).await.map_err(Settle::Sink),
+                    None => sink.deliver(&d).await.map_err(Settle::Sink),
                 }
             };
             drop(permit);

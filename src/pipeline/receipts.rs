@@ -1,32 +1,44 @@
-//! Delivery receipts from the SDP: matched to the recipient by correlator, stored, and —
-//! when they are the last word — turned into a report for the origin.
+//! Receipts: what a peer says became of a recipient after it took it (an SDP delivery
+//! receipt for SMS or MMS, an XMPP receipt or error, a mail bounce). The one place one is
+//! applied: matched to its recipient, stored, and — when it is the last word — turned into
+//! a report for the origin. The connectors translate their protocol's statuses into a
+//! [`Receipt`]; nothing here knows a protocol.
 //!
-//! A receipt applies only to a phone recipient that was handed to the SDP (its send in
-//! flight, or made), whose number is the receipt's address; correlators are random
-//! (`message::new_correlator`), so none can be guessed. Anything else changes nothing.
-//!
-//! Mapping of Parlay X delivery statuses to recipient states:
-//! `DeliveredToTerminal` → delivered; `DeliveryImpossible` → failed;
-//! `DeliveredToNetwork`, `MessageWaiting` → sent, more to come;
-//! `DeliveryUncertain`, `DeliveryNotificationNotSupported` → sent, and no receipt to expect.
+//! A receipt found by correlator applies only to a phone recipient that was handed to its
+//! sink (its send in flight, or made) and whose number is the receipt's; correlators are
+//! random (`message::new_correlator`), so none can be guessed. A receipt for a recipient
+//! id applies only when the connector's `owner` check accepts the stored recipient.
+//! Anything else changes nothing.
 
 use crate::address::Address;
-use crate::connectors::sdp::parlayx::DeliveryStatus;
-use crate::message::State;
+use crate::message::{Recipient, RecipientId, State};
 use crate::store::{Applied, CorrelatorHit, Outcome, StoreError};
 
 use super::Ctx;
 
-/// The recipient state a delivery status leads to, and whether it is the last word.
-pub fn map_status(status: DeliveryStatus) -> (State, bool) {
-    match status {
-        DeliveryStatus::DeliveredToTerminal => (State::Delivered, true),
-        DeliveryStatus::DeliveryImpossible => (State::Failed, true),
-        DeliveryStatus::DeliveredToNetwork | DeliveryStatus::MessageWaiting => (State::Sent, false),
-        DeliveryStatus::DeliveryUncertain | DeliveryStatus::DeliveryNotificationNotSupported => {
-            (State::Sent, true)
-        }
-    }
+/// A peer's word on one recipient.
+pub struct Receipt<'a> {
+    pub target: ReceiptTarget<'a>,
+    /// The state it leads to.
+    pub state: State,
+    /// No later receipt is to be expected.
+    pub final_word: bool,
+    /// Stored as the recipient's status (`DeliveredToTerminal`, `xmpp:received`, ...).
+    pub status: String,
+    /// Stored as the recipient's last error.
+    pub error: Option<String>,
+}
+
+/// Which recipient a receipt is for.
+pub enum ReceiptTarget<'a> {
+    /// By the correlator given with the send, for the phone the peer reports on.
+    Correlator { correlator: &'a str, phone: &'a str },
+    /// By recipient id, read from the peer's answer; applies only when `owner` accepts the
+    /// stored recipient (the peer is the one it was sent to).
+    Recipient {
+        rid: RecipientId,
+        owner: &'a (dyn Fn(&Recipient) -> bool + Send + Sync),
+    },
 }
 
 /// What became of a receipt.
@@ -35,16 +47,16 @@ pub enum ReceiptResult {
     Applied,
     /// Already known (the recipient was final, or this status was reported already).
     Duplicate,
-    /// Not for a recipient this SDP may report on: no such correlator, another address, a
-    /// recipient of another channel, or one not handed to the SDP. The callers answer all
-    /// of these alike, so a guesser learns nothing.
+    /// Not for a recipient this peer may report on: no such correlator or recipient,
+    /// another address, or one not handed to the sink. The callers answer all of these
+    /// alike, so a guesser learns nothing.
     NotApplicable,
 }
 
-/// Whether a recipient was handed to the SDP: its send is in flight, or a send was made
+/// Whether a recipient was handed to its sink: its send is in flight, or a send was made
 /// (`sent`, a `retry` after an attempt, a final state reached with an attempt).
-fn handed_to_sdp(ctx: &Ctx, hit: &CorrelatorHit) -> bool {
-    if ctx.sdp_in_flight.contains(hit.rid) {
+fn handed_over(ctx: &Ctx, hit: &CorrelatorHit) -> bool {
+    if ctx.in_flight.contains(hit.rid) {
         return true;
     }
     match hit.state {
@@ -55,48 +67,50 @@ fn handed_to_sdp(ctx: &Ctx, hit: &CorrelatorHit) -> bool {
     }
 }
 
-/// The same phone, however the SDP writes it (`tel:+86…`, `tel:86…`, `+86…`).
+/// The same phone, however the peer writes it (`tel:+86…`, `tel:86…`, `+86…`).
 fn same_phone(stored: &str, reported: &str) -> bool {
     crate::address::parse_sdp_number(reported).is_some_and(|n| n == stored)
 }
 
-/// Applies a delivery receipt for the phone at `address`. Returns after it is committed.
-pub async fn apply(
-    ctx: &Ctx,
-    correlator: &str,
-    address: &str,
-    status: DeliveryStatus,
-) -> Result<ReceiptResult, StoreError> {
-    let label = status.as_str();
-    let count = |outcome: &'static str| {
-        metrics::counter!("switchboard_reports_received_total", "status" => label, "outcome" => outcome)
-            .increment(1);
+/// Applies `r`. Returns after it is committed.
+pub(super) async fn apply(ctx: &Ctx, r: Receipt<'_>) -> Result<ReceiptResult, StoreError> {
+    let rid = match r.target {
+        ReceiptTarget::Correlator { correlator, phone } => {
+            let correlator = correlator.trim();
+            let hit = if correlator.is_empty() || correlator.len() > 128 {
+                None
+            } else {
+                ctx.store.find_correlator(correlator).await?
+            };
+            let applicable = hit.filter(|h| match &h.address {
+                Address::Sms(stored) => same_phone(stored, phone) && handed_over(ctx, h),
+                _ => false,
+            });
+            match applicable {
+                Some(h) => h.rid,
+                None => return Ok(ReceiptResult::NotApplicable),
+            }
+        }
+        ReceiptTarget::Recipient { rid, owner } => {
+            let Some(env) = ctx.store.load(rid.msg).await? else {
+                return Ok(ReceiptResult::NotApplicable);
+            };
+            if !env.recipient(rid.idx).is_some_and(owner) {
+                return Ok(ReceiptResult::NotApplicable);
+            }
+            rid
+        }
     };
-    let correlator = correlator.trim();
-    let hit = if correlator.is_empty() || correlator.len() > 128 {
-        None
-    } else {
-        ctx.store.find_correlator(correlator).await?
-    };
-    let applicable = hit.filter(|h| match &h.address {
-        Address::Sms(phone) => same_phone(phone, address) && handed_to_sdp(ctx, h),
-        _ => false,
-    });
-    let Some(hit) = applicable else {
-        count("not_applicable");
-        return Ok(ReceiptResult::NotApplicable);
-    };
-    let (state, final_word) = map_status(status);
     let outcome = Outcome {
-        state,
+        state: r.state,
         attempts: 0,
         next_attempt_at: 0,
-        last_error: (state == State::Failed).then(|| format!("SDP reported {label}")),
+        last_error: r.error,
         remote_id: None,
-        final_word,
-        status: Some(label.to_string()),
+        final_word: r.final_word,
+        status: Some(r.status),
     };
-    let result = match ctx.store.apply(hit.rid, outcome).await? {
+    Ok(match ctx.store.apply(rid, outcome).await? {
         Applied::Updated { report } => {
             if report.is_some() {
                 ctx.feeder_wake.notify_one();
@@ -105,13 +119,7 @@ pub async fn apply(
         }
         Applied::Ignored => ReceiptResult::Duplicate,
         Applied::Unknown => ReceiptResult::NotApplicable,
-    };
-    count(match result {
-        ReceiptResult::Applied => "applied",
-        ReceiptResult::Duplicate => "duplicate",
-        ReceiptResult::NotApplicable => "not_applicable",
-    });
-    Ok(result)
+    })
 }
 
 #[cfg(test)]
@@ -124,19 +132,5 @@ mod tests {
         assert!(same_phone("+8613800000001", "tel:8613800000001"));
         assert!(!same_phone("+8613800000001", "tel:+8613800000002"));
         assert!(!same_phone("+8613800000001", ""));
-    }
-
-    #[test]
-    fn statuses_map_as_specified() {
-        use DeliveryStatus::*;
-        assert_eq!(map_status(DeliveredToTerminal), (State::Delivered, true));
-        assert_eq!(map_status(DeliveryImpossible), (State::Failed, true));
-        assert_eq!(map_status(DeliveredToNetwork), (State::Sent, false));
-        assert_eq!(map_status(MessageWaiting), (State::Sent, false));
-        assert_eq!(map_status(DeliveryUncertain), (State::Sent, true));
-        assert_eq!(
-            map_status(DeliveryNotificationNotSupported),
-            (State::Sent, true)
-        );
     }
 }

@@ -13,8 +13,8 @@ use axum::extract::State;
 use axum::routing::post;
 use serde_json::Value;
 use switchboard::config::{ClientConfig, Config};
+use switchboard::connectors::sdp::NOTIFY_PATH;
 use switchboard::gateway::{self, Listeners};
-use switchboard::http::NOTIFY_PATH;
 use switchboard::sim::{self, SEND_SMS_PATH, SimConfig, Simulator};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -296,7 +296,7 @@ impl Harness {
         sim_cfg.mms_notify_url.get_or_insert_with(|| {
             format!(
                 "http://{callbacks_addr}{}",
-                callbacks.path(switchboard::connectors::sdp::mms::MMS_NOTIFY_PATH)
+                callbacks.path(switchboard::connectors::sdp::MMS_NOTIFY_PATH)
             )
         });
         if sim_cfg.callbacks.is_empty() {

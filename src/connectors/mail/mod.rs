@@ -26,6 +26,8 @@ pub mod limits;
 pub mod parse;
 pub mod precheck;
 pub mod server;
+pub mod service;
+mod sink;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,27 +38,27 @@ use tokio_util::sync::CancellationToken;
 use super::{Sent, SinkError};
 use crate::address::{Address, MailDomains};
 use crate::message::{Envelope, MailRcpt, MsgId, ReportBody};
-use crate::pipeline::Ctx;
-use crate::store::Store;
+use crate::pipeline::{Intake, Messages};
 use config::MailConfig;
 
 /// The sink of the `mail` channel.
 #[derive(Clone)]
 pub struct MailSink {
     inner: Arc<Inner>,
+    concurrency: usize,
 }
 
 struct Inner {
     client: client::SmtpClient,
-    store: Store,
+    messages: Messages,
     hostname: String,
     domains: MailDomains,
 }
 
 impl MailSink {
-    /// A sink sending through `cfg.smarthost`; `store` is read for DSNs (the original
+    /// A sink sending through `cfg.smarthost`; `messages` are read for DSNs (the original
     /// message's envelope parameters).
-    pub fn new(cfg: &MailConfig, store: Store) -> Result<MailSink, String> {
+    pub fn new(cfg: &MailConfig, messages: Messages) -> Result<MailSink, String> {
         let ca_pem = match &cfg.smarthost_ca {
             Some(p) => Some(
                 std::fs::read(p)
@@ -75,10 +77,11 @@ impl MailSink {
         Ok(MailSink {
             inner: Arc::new(Inner {
                 client,
-                store,
+                messages,
                 hostname: cfg.hostname.clone(),
                 domains: cfg.domains(),
             }),
+            concurrency: cfg.concurrency,
         })
     }
 
@@ -142,7 +145,7 @@ impl MailSink {
         let me = &self.inner;
         let original = match MsgId::parse(&report.message_id) {
             Some(id) => me
-                .store
+                .messages
                 .load(id)
                 .await
                 .map_err(|e| SinkError::Transient(format!("store: {e}")))?,
@@ -211,14 +214,12 @@ impl MailSink {
 
 /// Makes the `delayed` reports that have come due, until `stop`. The due times live in the
 /// store, so a restart neither loses nor repeats them.
-pub async fn delay_reporter(ctx: Arc<Ctx>, stop: CancellationToken) {
-    let wait_ms = ctx.cfg.mail.delay_report_secs.saturating_mul(1000);
+pub async fn delay_reporter(intake: Intake, wait_ms: u64, stop: CancellationToken) {
     let period = Duration::from_millis((wait_ms / 10).clamp(100, 30_000));
     loop {
-        match ctx.store.delay_reports(crate::message::now_ms(), 256).await {
+        match intake.delay_reports(crate::message::now_ms(), 256).await {
             Ok(n) if n > 0 => {
                 metrics::counter!("switchboard_dsn_delayed_created_total").increment(n as u64);
-                ctx.feeder_wake.notify_one();
                 continue;
             }
             Ok(_) => {}

@@ -13,7 +13,7 @@ use axum::http::{Extensions, HeaderMap, header};
 use serde::{Deserialize, Serialize};
 
 use super::parlayx::NotifyHeader;
-use crate::connectors::mail::config::{allowed, parse_cidr};
+use crate::cidr::{allowed, parse_cidr};
 
 /// `[sdp.callbacks]`: how the SDP proves its callbacks are its own.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -1,4 +1,10 @@
-//! The operator's SDP: SMS out over Parlay X `sendSms` (SOAP 1.1 over HTTP).
+//! The operator's SDP, the whole connector: SMS out over Parlay X `sendSms` (SOAP 1.1 over
+//! HTTP, here), MMS out over `sendMessage` ([`mms_client`]), both as the pipeline's sink
+//! ([`SdpSink`]); and what the SDP calls ([`inbound`]): delivery receipts
+//! ([`receipts`]) and MO SMS and MMS ([`mo`]) on the SmsNotification
+//! ([`sms_notification`]) and MessageNotification ([`message_notification`]) endpoints,
+//! authenticated by [`callbacks`]. The wire format is [`parlayx`].
+//!
 //!
 //! Classification of results (decides retry vs failure report):
 //! - HTTP 2xx with a `sendSmsResponse`: sent; its `result` is kept as the remote id.
@@ -9,8 +15,20 @@
 //! - Any `POLxxxx` fault and every other `SVCxxxx` fault, other 4xx: permanent.
 
 pub mod callbacks;
-pub mod mms;
+pub mod inbound;
+pub mod message_notification;
+pub mod mms_client;
+pub mod mo;
 pub mod parlayx;
+pub mod receipts;
+mod sink;
+pub mod sms_notification;
+
+pub use crate::config::MoConfig;
+pub use inbound::{Inbound, MoRouting};
+pub use mms_client::MMS_NOTIFY_PATH;
+pub use sink::SdpSink;
+pub use sms_notification::NOTIFY_PATH;
 
 use std::time::{Duration, Instant};
 

@@ -24,6 +24,8 @@ pub struct WebhookSink {
     url: Option<String>,
     /// Signs every POST.
     key: Option<ring::hmac::Key>,
+    concurrency: usize,
+    name: &'static str,
 }
 
 /// The header that carries a webhook POST's signature.
@@ -112,9 +114,15 @@ impl WebhookSink {
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         WebhookSink {
+            name: if url.is_some() {
+                "im webhook"
+            } else {
+                "report webhook"
+            },
             client,
             url,
             key: None,
+            concurrency,
         }
     }
 
@@ -188,6 +196,23 @@ impl WebhookSink {
         } else {
             Err(SinkError::Permanent(msg))
         }
+    }
+}
+
+impl crate::pipeline::Sink for WebhookSink {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        d: &'a crate::pipeline::Delivery,
+    ) -> futures::future::BoxFuture<'a, Result<Sent, SinkError>> {
+        Box::pin(WebhookSink::deliver(self, &d.env, d.idx))
     }
 }
 

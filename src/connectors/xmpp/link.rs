@@ -36,9 +36,8 @@ use super::config::XmppConfig;
 use super::stanzas::{self, Domain, Inbound, Refusal, Submission};
 use crate::address::Address;
 use crate::connectors::SinkError;
-use crate::message::{Content, Envelope, Kind, Recipient, RecipientId, State, now_ms};
-use crate::pipeline::{Intake, SubmitError};
-use crate::store::{Applied, Outcome};
+use crate::message::{Content, Kind, Recipient, RecipientId, State};
+use crate::pipeline::{Draft, Intake, Receipt, ReceiptResult, ReceiptTarget, SubmitError};
 
 /// A stanza for the link, and where to say whether it was written.
 pub struct Outgoing {
@@ -403,7 +402,6 @@ fn refuse(o: Outgoing) {
 
 /// Commits a message from an IM user; on refusal, the error stanza to answer with.
 async fn submit(intake: &Intake, sub: Submission) -> Option<Stanza> {
-    let ctx = intake.ctx();
     let refuse = |r: Refusal, text: &str| {
         Some(stanzas::error_message(
             &sub.user,
@@ -413,46 +411,27 @@ async fn submit(intake: &Intake, sub: Submission) -> Option<Stanza> {
             text,
         ))
     };
-    let recipients: Vec<Address> = match &sub.recipient {
-        Address::Group(name) => {
-            let Some(group) = ctx.cfg.directory.groups.iter().find(|g| &g.name == name) else {
-                return refuse(
-                    Refusal::NotAcceptable,
-                    &format!("There is no group named {name:?}."),
-                );
-            };
-            let mut out: Vec<Address> = Vec::new();
-            for m in &group.members {
-                if let Ok(a) = Address::parse_user(m)
-                    && !out.contains(&a)
-                {
-                    out.push(a);
-                }
-            }
-            out
-        }
-        other => vec![other.clone()],
-    };
-    let now = now_ms();
-    let env = Envelope {
-        id: ctx.ids.next(),
+    let draft = Draft {
         kind: Kind::Message,
         origin: sub.origin.clone(),
         client: "xmpp".into(),
         client_ref: sub.client_ref.clone(),
         report_to: Some(sub.report_to.clone()),
-        recipients: recipients
-            .into_iter()
-            .enumerate()
-            .map(|(i, a)| Recipient::new(i as u32, a))
-            .collect(),
+        to: vec![sub.recipient.clone()],
         content: Content {
             text: sub.text.clone(),
             ..Content::default()
         },
-        created_at: now,
-        expires_at: now + (ctx.cfg.retry.ttl_secs as i64) * 1000,
         note: None,
+    };
+    let env = match intake.envelope(draft) {
+        Ok(env) => env,
+        Err(g) => {
+            return refuse(
+                Refusal::NotAcceptable,
+                &format!("There is no group named {:?}.", g.name),
+            );
+        }
     };
     match intake.submit(env).await {
         Ok(env) => {
@@ -480,7 +459,6 @@ async fn submit(intake: &Intake, sub: Submission) -> Option<Stanza> {
 /// Records a receipt (`bounce == None`) or a bounce from `from` for recipient `rid`, if
 /// `rid` really is a message the gateway delivered to `from`.
 async fn record_report(intake: &Intake, rid: RecipientId, from: &BareJid, bounce: Option<String>) {
-    let ctx = intake.ctx();
     let label = if bounce.is_some() {
         "xmpp_error"
     } else {
@@ -490,50 +468,37 @@ async fn record_report(intake: &Intake, rid: RecipientId, from: &BareJid, bounce
         metrics::counter!("switchboard_reports_received_total", "status" => label, "outcome" => outcome)
             .increment(1);
     };
-    let env = match ctx.store.load(rid.msg).await {
-        Ok(Some(env)) => env,
-        Ok(None) => return count("unknown"),
-        Err(e) => {
-            tracing::warn!(recipient = %rid, error = %e, "cannot read the store for an IM receipt");
-            return count("error");
-        }
-    };
-    let theirs = env.recipient(rid.idx).is_some_and(|r| match &r.address {
+    // Only the user it was sent to may report on it.
+    let theirs = |r: &Recipient| match &r.address {
         Address::Im(j) => j.split('/').next() == Some(from.as_str()),
         _ => false,
-    });
-    if !theirs {
-        return count("unknown");
-    }
-    let outcome = match &bounce {
-        None => Outcome {
+    };
+    let receipt = match &bounce {
+        None => Receipt {
+            target: ReceiptTarget::Recipient {
+                rid,
+                owner: &theirs,
+            },
             state: State::Delivered,
-            attempts: 0,
-            next_attempt_at: 0,
-            last_error: None,
-            remote_id: None,
             final_word: true,
-            status: Some("xmpp:received".into()),
+            status: "xmpp:received".into(),
+            error: None,
         },
-        Some(cond) => Outcome {
+        Some(cond) => Receipt {
+            target: ReceiptTarget::Recipient {
+                rid,
+                owner: &theirs,
+            },
             state: State::Failed,
-            attempts: 0,
-            next_attempt_at: 0,
-            last_error: Some(format!("the IM server returned it: {cond}")),
-            remote_id: None,
             final_word: true,
-            status: Some(format!("xmpp:{cond}")),
+            status: format!("xmpp:{cond}"),
+            error: Some(format!("the IM server returned it: {cond}")),
         },
     };
-    match ctx.store.apply(rid, outcome).await {
-        Ok(Applied::Updated { report }) => {
-            if report.is_some() {
-                ctx.feeder_wake.notify_one();
-            }
-            count("applied");
-        }
-        Ok(Applied::Ignored) => count("duplicate"),
-        Ok(Applied::Unknown) => count("unknown"),
+    match intake.receipt(receipt).await {
+        Ok(ReceiptResult::Applied) => count("applied"),
+        Ok(ReceiptResult::Duplicate) => count("duplicate"),
+        Ok(ReceiptResult::NotApplicable) => count("unknown"),
         Err(e) => {
             tracing::warn!(recipient = %rid, error = %e, "cannot record an IM receipt");
             count("error");

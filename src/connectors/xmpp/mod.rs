@@ -57,6 +57,7 @@ pub struct XmppSink {
     media: Option<Arc<MediaLinks>>,
     send_timeout: Duration,
     down_retry_ms: i64,
+    concurrency: usize,
 }
 
 /// The links' tasks, made with the sink and started once the pipeline's intake exists.
@@ -126,8 +127,15 @@ impl XmppSink {
             media,
             send_timeout: Duration::from_millis(cfg.send_timeout_ms),
             down_retry_ms: cfg.link_down_retry_ms as i64,
+            concurrency: 64,
         };
         (sink, Links { cfg, parts }, states)
+    }
+
+    /// Deliveries at the links at once (`[im] concurrency`).
+    pub fn with_concurrency(mut self, n: usize) -> XmppSink {
+        self.concurrency = n;
+        self
     }
 
     /// The link and sender JID for a delivery: the domain standing for the party the
@@ -306,5 +314,40 @@ impl Links {
             };
             tracker.spawn(link.run());
         }
+    }
+}
+
+/// The component links stop with the HTTP server (`shutdown`): no new work comes in while
+/// the stages drain; deliveries still queued for them wait in the store.
+impl crate::connectors::Service for Links {
+    fn start(
+        self: Box<Self>,
+        intake: Intake,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        Links::start(*self, intake, tracker, shutdown);
+        None
+    }
+}
+
+impl crate::pipeline::Sink for XmppSink {
+    fn name(&self) -> &'static str {
+        "xmpp"
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    fn down(&self, d: &crate::pipeline::Delivery) -> Option<(String, i64)> {
+        XmppSink::down(self, &d.env)
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        d: &'a crate::pipeline::Delivery,
+    ) -> futures::future::BoxFuture<'a, Result<Sent, SinkError>> {
+        Box::pin(XmppSink::deliver(self, &d.env, d.idx))
     }
 }

@@ -4,7 +4,7 @@
 //! recipient and a full queue are answered with SOAP 1.1 faults (HTTP 500) carrying a
 //! Parlay X ServiceException.
 //!
-//! Every callback is authenticated first (`connectors::sdp::callbacks`): a refused one is
+//! Every callback is authenticated first ([`callbacks`]): a refused one is
 //! answered 401 (basic auth) or 403 with one fixed fault, changes nothing, and is counted.
 //! An unknown `mustUnderstand` header gets a `soapenv:MustUnderstand` fault.
 
@@ -17,12 +17,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
-use crate::connectors::sdp::callbacks::{self, Refusal};
-use crate::connectors::sdp::parlayx::{self, Fault, Notification, NotificationKind};
-use crate::pipeline::SubmitError;
-use crate::pipeline::mo::{self, MoError};
-use crate::pipeline::receipts::{self, ReceiptResult};
+use super::callbacks::{self, Refusal};
+use super::inbound::Inbound;
+use super::mo::{self, MoError};
+use super::parlayx::{self, Fault, Notification, NotificationKind};
+use super::receipts;
+use crate::pipeline::{ReceiptResult, SubmitError};
 
 /// Where the SDP posts notifications (the `receiptRequest` endpoint).
 pub const NOTIFY_PATH: &str = "/parlayx/SmsNotification";
@@ -140,13 +140,13 @@ pub(super) fn decode_fault(e: &parlayx::SoapError) -> Response {
 }
 
 pub(super) async fn notification(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<Inbound>>,
     Peer(peer): Peer,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let auth = &st.cfg.sdp.callbacks;
+    let auth = &st.callbacks;
     if let Err(r) =
         callbacks::check_request(auth, peer, &headers, secret_segment(&uri, NOTIFY_PATH))
     {
@@ -172,14 +172,13 @@ pub(super) async fn notification(
     }
     let note = (version, note);
     let (version, note) = note;
-    let version = version.unwrap_or(st.cfg.sdp.version);
-    let ctx = st.intake.ctx();
+    let version = version.unwrap_or(st.version);
     match note {
         Notification::DeliveryReceipt {
             correlator,
             address,
             status,
-        } => match receipts::apply(ctx, &correlator, &address, status).await {
+        } => match receipts::apply(&st.intake, &correlator, &address, status).await {
             Ok(ReceiptResult::Applied | ReceiptResult::Duplicate) => xml(
                 StatusCode::OK,
                 parlayx::encode_notify_response(version, NotificationKind::DeliveryReceipt),
@@ -200,7 +199,7 @@ pub(super) async fn notification(
             sender_address,
             activation_number,
             ..
-        } => match mo::receive(&st.intake, &sender_address, &activation_number, &message).await {
+        } => match mo::receive(&st, &sender_address, &activation_number, &message).await {
             Ok(_) => xml(
                 StatusCode::OK,
                 parlayx::encode_notify_response(version, NotificationKind::Reception),
@@ -210,6 +209,12 @@ pub(super) async fn notification(
                 "Invalid input value for message part %1",
                 vec![format!("senderAddress {s:?}")],
                 "bad_sender",
+            ),
+            Err(MoError::UnknownGroup(g)) => fault(
+                "SVC0002",
+                "Invalid input value for message part %1",
+                vec![format!("message: {g}")],
+                "unknown_group",
             ),
             Err(MoError::Submit(SubmitError::QueueFull | SubmitError::ShuttingDown)) => fault(
                 "SVC0001",

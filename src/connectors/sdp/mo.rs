@@ -4,6 +4,8 @@
 //! plus an extension that names an Internet-side party; (2) an address written as the first
 //! word of the text (`bob@example.org hello`, `im:alice@x.org hi`); (3) the configured default
 //! route. An MO that none of these place is stored with a note and counted, never dropped.
+//! A route to a group is taken only when the directory knows the group; the group is
+//! expanded into its members when the MO is stored.
 //!
 //! No relay: a route that reaches a phone (or a group, which may hold phones) is taken only
 //! with `[mo] relay_to_phones = true`, and then only to numbers under `[mo] relay_networks`;
@@ -12,10 +14,12 @@
 
 use std::sync::Arc;
 
+use super::MoConfig;
+use super::inbound::Inbound;
 use crate::address::{Address, parse_sdp_number};
-use crate::message::{Content, Envelope, Kind, Recipient, now_ms};
-
-use super::{Intake, SubmitError};
+use crate::directory::UnknownGroup;
+use crate::message::{Content, Envelope, Kind};
+use crate::pipeline::{Draft, SubmitError};
 
 /// Why an MO was refused (the SDP gets a fault and may retry).
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +28,9 @@ pub enum MoError {
     BadSender(String),
     #[error(transparent)]
     Submit(#[from] SubmitError),
+    /// The route names a group the directory does not know.
+    #[error(transparent)]
+    UnknownGroup(#[from] UnknownGroup),
 }
 
 /// How an MO was routed.
@@ -48,7 +55,7 @@ impl Route {
 
 /// Routes and commits one MO SMS. Returns once it is stored.
 pub async fn receive(
-    intake: &Intake,
+    inbound: &Inbound,
     sender: &str,
     activation_number: &str,
     text: &str,
@@ -57,14 +64,14 @@ pub async fn receive(
         text: text.to_string(),
         ..Content::default()
     };
-    receive_content(intake, sender, activation_number, content, "sms", None).await
+    receive_content(inbound, sender, activation_number, content, "sms", None).await
 }
 
 /// Routes and commits one MO of any kind (`kind`: `sms` or `mms`, for the metric): the
 /// text is routed like an SMS's; the subject and parts travel with it; `note` is kept with
 /// the message. Returns once it is stored.
 pub async fn receive_content(
-    intake: &Intake,
+    inbound: &Inbound,
     sender: &str,
     activation_number: &str,
     mut content: Content,
@@ -73,8 +80,8 @@ pub async fn receive_content(
 ) -> Result<(Arc<Envelope>, Route), MoError> {
     let text = std::mem::take(&mut content.text);
     let text = text.as_str();
-    let ctx = intake.ctx();
-    let cfg = &ctx.cfg;
+    let intake = &inbound.intake;
+    let cfg = &inbound.mo;
     let phone = parse_sdp_number(sender).ok_or_else(|| MoError::BadSender(sender.to_string()))?;
     let dialled = activation_number
         .trim()
@@ -83,11 +90,11 @@ pub async fn receive_content(
     let mut target = None;
     let mut body = text.to_string();
     let mut refused = false;
-    if let Some(ext) = dialled.strip_prefix(cfg.sdp.service_number.as_str())
+    if let Some(ext) = dialled.strip_prefix(cfg.service_number.as_str())
         && !ext.is_empty()
         && let Ok(ext) = ext.parse::<u32>()
     {
-        match ctx.store.reply_party(ext).await {
+        match intake.reply_route(ext).await {
             Ok(Some(party)) => {
                 target = Address::parse_stored(&party)
                     .ok()
@@ -103,7 +110,8 @@ pub async fn receive_content(
         let (word, rest) = trimmed
             .split_once(char::is_whitespace)
             .unwrap_or((trimmed, ""));
-        if let Some(addr) = Address::parse_mo_target(word, &cfg.im.domains)
+        if let Some(addr) = Address::parse_mo_target(word, &cfg.im_domains)
+            .filter(|a| known(inbound, a))
             .filter(|a| relay_allowed(&cfg.mo, a, Route::FirstWord, &mut refused))
         {
             body = rest.trim_start().to_string();
@@ -113,31 +121,26 @@ pub async fn receive_content(
     if target.is_none()
         && let Some(def) = &cfg.mo.default_route
         && let Ok(addr) = Address::parse_user(def)
+        && known(inbound, &addr)
         && relay_allowed(&cfg.mo, &addr, Route::Default, &mut refused)
     {
         target = Some((addr, Route::Default));
     }
-    let now = now_ms();
     let route = target
         .as_ref()
         .map(|(_, r)| *r)
         .unwrap_or(Route::Unroutable);
-    let env = Envelope {
-        id: ctx.ids.next(),
+    let draft = Draft {
         kind: Kind::Message,
         origin: Address::Sms(phone),
         client: "sdp".into(),
         client_ref: None,
         report_to: None,
-        recipients: target
-            .map(|(a, _)| vec![Recipient::new(0, a)])
-            .unwrap_or_default(),
+        to: target.map(|(a, _)| vec![a]).unwrap_or_default(),
         content: Content {
             text: body,
             ..content
         },
-        created_at: now,
-        expires_at: now + (cfg.retry.ttl_secs as i64) * 1000,
         note: match (route == Route::Unroutable, note) {
             (true, note) => Some(format!(
                 "unroutable: {dialled:?} is no reply route, the text names no address, and no default route is configured{}{}",
@@ -151,7 +154,7 @@ pub async fn receive_content(
             (false, note) => note,
         },
     };
-    let env = intake.submit(env).await?;
+    let env = intake.submit(intake.envelope(draft)?).await?;
     metrics::counter!("switchboard_mo_received_total", "route" => route.as_str(), "kind" => kind)
         .increment(1);
     if route == Route::Unroutable {
@@ -160,14 +163,18 @@ pub async fn receive_content(
     Ok((env, route))
 }
 
+/// A route to a group is taken only when the directory knows the group (else the next rule
+/// decides).
+fn known(inbound: &Inbound, addr: &Address) -> bool {
+    match addr {
+        Address::Group(name) => inbound.intake.directory().has_group(name),
+        _ => true,
+    }
+}
+
 /// Whether an MO may go to `addr`: anything but a phone or a group, or a phone when relaying
 /// is on and the number is under one of the relay networks. Counts and notes a refusal.
-fn relay_allowed(
-    cfg: &crate::config::MoConfig,
-    addr: &Address,
-    route: Route,
-    refused: &mut bool,
-) -> bool {
+fn relay_allowed(cfg: &MoConfig, addr: &Address, route: Route, refused: &mut bool) -> bool {
     let ok = match addr {
         Address::Sms(n) => {
             cfg.relay_to_phones
@@ -195,7 +202,6 @@ fn relay_allowed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MoConfig;
 
     #[test]
     fn phones_are_reached_only_when_allowed() {

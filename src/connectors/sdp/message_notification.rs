@@ -1,8 +1,8 @@
 //! The Parlay X MessageNotification endpoint the SDP calls for MMS.
 //!
 //! * `notifyMessageDeliveryReceipt` is mapped to recipient states exactly like SMS receipts
-//!   (`pipeline::receipts`).
-//! * `notifyMessageReception` (MO MMS) is routed like an MO SMS (`pipeline::mo`). Its content
+//!   ([`receipts`]).
+//! * `notifyMessageReception` (MO MMS) is routed like an MO SMS ([`mo`]). Its content
 //!   comes with the notification as SOAP with attachments (`multipart/related`), or, when
 //!   the notification only names it (`messageIdentifier`), is fetched with ReceiveMessage
 //!   `getMessage` before anything is answered.
@@ -12,7 +12,7 @@
 //! with SVC0001, and the SDP's own retry brings the notification back. Malformed input,
 //! DOCTYPEs and receipts that apply to no recipient get a ServiceException fault.
 //!
-//! Callbacks are authenticated exactly like the SMS ones (`http::soap`), and decoded
+//! Callbacks are authenticated exactly like the SMS ones ([`sms_notification`](super::sms_notification)), and decoded
 //! as strictly.
 
 use std::sync::Arc;
@@ -22,20 +22,20 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
-use super::soap::{Peer, decode_fault, receipt_refused, refused, secret_segment};
-use crate::connectors::sdp::callbacks;
-use crate::connectors::sdp::mms::MMS_NOTIFY_PATH;
-use crate::connectors::sdp::parlayx::mms::{
+use super::callbacks;
+use super::inbound::Inbound;
+use super::mms_client::MMS_NOTIFY_PATH;
+use super::mo::{self, MoError};
+use super::parlayx::mms::{
     MessageReception, MmNotification, decode_mm_notification_with_header,
     encode_notify_message_delivery_receipt_response, encode_notify_message_reception_response,
 };
-use crate::connectors::sdp::parlayx::{self, Fault};
+use super::parlayx::{self, Fault};
+use super::receipts;
+use super::sms_notification::{Peer, decode_fault, receipt_refused, refused, secret_segment};
 use crate::content::mms::{RelatedPart, parse_related, received};
 use crate::message::Content;
-use crate::pipeline::SubmitError;
-use crate::pipeline::mo::{self, MoError};
-use crate::pipeline::receipts::{self, ReceiptResult};
+use crate::pipeline::{ReceiptResult, SubmitError};
 
 fn xml(status: StatusCode, body: String) -> Response {
     (
@@ -62,13 +62,13 @@ fn fault(message_id: &str, variable: String, reason: &'static str) -> Response {
 }
 
 pub(super) async fn notification(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<Inbound>>,
     Peer(peer): Peer,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let auth = &st.cfg.sdp.callbacks;
+    let auth = &st.callbacks;
     if let Err(r) =
         callbacks::check_request(auth, peer, &headers, secret_segment(&uri, MMS_NOTIFY_PATH))
     {
@@ -104,7 +104,7 @@ pub(super) async fn notification(
     match note {
         MmNotification::Receipt(receipt) => {
             match receipts::apply(
-                st.intake.ctx(),
+                &st.intake,
                 &receipt.correlator,
                 &receipt.address,
                 receipt.status,
@@ -128,7 +128,7 @@ pub(super) async fn notification(
 
 /// Takes in one MO MMS: its content (attached, else fetched), then routing and commit.
 async fn reception(
-    st: &AppState,
+    st: &Inbound,
     rec: MessageReception,
     attached: Option<Vec<RelatedPart>>,
 ) -> Response {
@@ -170,7 +170,7 @@ async fn reception(
         ..Content::default()
     };
     match mo::receive_content(
-        &st.intake,
+        st,
         &m.sender_address,
         &m.activation_number,
         content,
@@ -186,6 +186,7 @@ async fn reception(
         Err(MoError::BadSender(s)) => {
             fault("SVC0002", format!("senderAddress {s:?}"), "bad_sender")
         }
+        Err(MoError::UnknownGroup(g)) => fault("SVC0002", format!("message: {g}"), "unknown_group"),
         Err(MoError::Submit(SubmitError::QueueFull | SubmitError::ShuttingDown)) => fault(
             "SVC0001",
             "the gateway is at capacity; retry later".into(),
