@@ -93,12 +93,12 @@ mod tests {
 
     fn dir() -> Directory {
         Directory::new(&DirectoryConfig {
-            opt_outs: vec!["+8613800000009".into()],
+            opt_outs: vec!["sms:+8613800000009".into()],
             groups: vec![GroupConfig {
                 name: "team".into(),
                 members: vec![
-                    "+8613800000001".into(),
-                    "bob@example.org".into(),
+                    "sms:+8613800000001".into(),
+                    "mail:bob@example.org".into(),
                     "not an address".into(),
                 ],
             }],
