@@ -175,7 +175,7 @@ pub fn build(cfg: &Config, deps: Deps) -> Result<Connectors, String> {
         c.sink(&[Channel::Mail], Arc::new(sink));
     }
     if let Some(listener) = deps.smtp {
-        let server = mail::service::SmtpServer::new(&cfg.mail, listener, deps.drain)?;
+        let server = mail::service::SmtpServer::new(&cfg.mail, &cfg.content, listener, deps.drain)?;
         c.services.push(Box::new(server));
     }
     if cfg.mail.delay_report_secs > 0 && !cfg.mail.listen.is_empty() {

@@ -14,9 +14,8 @@ use mail_parser::{MessageParser, MimeHeaders};
 use rand::Rng;
 
 use crate::address::Channel;
-use crate::message::{RecipientId, State};
-use crate::pipeline::Ctx;
-use crate::store::{Applied, Outcome};
+use crate::message::{Recipient, RecipientId, State};
+use crate::pipeline::{Intake, Receipt, ReceiptResult, ReceiptTarget};
 
 /// Message-IDs looked at in one bounce, at most.
 const MAX_CANDIDATES: usize = 8;
@@ -155,8 +154,8 @@ fn count(outcome: &'static str) {
 }
 
 /// Takes one null-sender mail; returns the outcome (also counted).
-pub async fn take(ctx: &Ctx, raw: &[u8]) -> &'static str {
-    let outcome = match apply(ctx, raw).await {
+pub async fn take(intake: &Intake, hostname: &str, raw: &[u8]) -> &'static str {
+    let outcome = match apply(intake, hostname, raw).await {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(error = %e, "cannot apply a bounce");
@@ -168,8 +167,11 @@ pub async fn take(ctx: &Ctx, raw: &[u8]) -> &'static str {
     outcome
 }
 
-async fn apply(ctx: &Ctx, raw: &[u8]) -> Result<&'static str, crate::store::StoreError> {
-    let hostname = ctx.cfg.mail.hostname.as_str();
+async fn apply(
+    intake: &Intake,
+    hostname: &str,
+    raw: &[u8],
+) -> Result<&'static str, crate::store::StoreError> {
     let parsed = MessageParser::default().parse(raw);
     let mut ids = Vec::new();
     let mut status_text: Option<String> = None;
@@ -199,20 +201,21 @@ async fn apply(ctx: &Ctx, raw: &[u8]) -> Result<&'static str, crate::store::Stor
     }
     find_ids(raw, hostname, &mut ids);
     for (rid, token) in ids {
-        let Some(env) = ctx.store.load(rid.msg).await? else {
+        let Some(env) = intake.message(rid.msg).await? else {
             continue;
         };
-        let Some(rcpt) = env.recipient(rid.idx) else {
+        // The mail recipient this bounce repeats the token of.
+        let ours = |rcpt: &Recipient| {
+            rcpt.address.channel() == Channel::Mail
+                && rcpt
+                    .remote_id
+                    .as_deref()
+                    .and_then(|r| split_id(r, hostname))
+                    .is_some_and(|(r, t)| r == rid && same(t, &token))
+        };
+        let Some(rcpt) = env.recipient(rid.idx).filter(|r| ours(r)) else {
             continue;
         };
-        let ours = rcpt
-            .remote_id
-            .as_deref()
-            .and_then(|r| split_id(r, hostname))
-            .is_some_and(|(r, t)| r == rid && same(t, &token));
-        if rcpt.address.channel() != Channel::Mail || !ours {
-            continue;
-        }
         let st = read_status(status_text.as_deref().unwrap_or(""));
         if !st.failed() {
             return Ok("not_failure");
@@ -227,25 +230,21 @@ async fn apply(ctx: &Ctx, raw: &[u8]) -> Result<&'static str, crate::store::Stor
             }
             _ => format!("bounced by the recipient's mail system: {code}"),
         };
-        let outcome = Outcome {
+        let owner = |r: &Recipient| ours(r) && r.state == State::Sent;
+        let receipt = Receipt {
+            target: ReceiptTarget::Recipient { rid, owner: &owner },
             state: State::Failed,
-            attempts: 0,
-            next_attempt_at: 0,
-            last_error: Some(why),
-            remote_id: None,
             final_word: true,
-            status: Some(format!("bounce {code}")),
+            status: format!("bounce {code}"),
+            error: Some(why),
         };
-        return Ok(match ctx.store.apply(rid, outcome).await? {
-            Applied::Updated { report } => {
-                if report.is_some() {
-                    ctx.feeder_wake.notify_one();
-                }
+        return Ok(match intake.receipt(receipt).await? {
+            ReceiptResult::Applied => {
                 tracing::info!(message = %rid.msg, "a bounce failed a mail recipient");
                 "recorded"
             }
-            Applied::Ignored => "duplicate",
-            Applied::Unknown => "unmatched",
+            ReceiptResult::Duplicate => "duplicate",
+            ReceiptResult::NotApplicable => "unmatched",
         });
     }
     Ok("unmatched")

@@ -25,8 +25,10 @@ pub mod dsn;
 pub mod limits;
 pub mod parse;
 pub mod precheck;
+mod receive;
 pub mod server;
 pub mod service;
+mod session;
 mod sink;
 
 use std::sync::Arc;

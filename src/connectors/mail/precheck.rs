@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use crate::config::Config;
+use crate::content::ContentConfig;
 use crate::content::scan::{Scanner, WhenUnavailable};
 use crate::content::spam::{SpamCheck, Verdict};
 use crate::message::Envelope;
@@ -44,20 +44,20 @@ fn printable(s: &str) -> String {
 }
 
 impl PreQueue {
-    pub fn new(cfg: &Config) -> PreQueue {
-        let scanner = Scanner::new(&cfg.content.scan);
-        let spam = SpamCheck::new(&cfg.content.spam);
+    pub fn new(content: &ContentConfig) -> PreQueue {
+        let scanner = Scanner::new(&content.scan);
+        let spam = SpamCheck::new(&content.spam);
         let mut patience = 0;
         if scanner.is_some() {
-            patience += cfg.content.scan.timeout_ms;
+            patience += content.scan.timeout_ms;
         }
         if spam.is_some() {
-            patience += cfg.content.spam.timeout_ms;
+            patience += content.spam.timeout_ms;
         }
         PreQueue {
             scanner,
             spam,
-            slots: Semaphore::new(cfg.content.check_concurrency.max(1)),
+            slots: Semaphore::new(content.check_concurrency.max(1)),
             patience: Duration::from_millis(patience),
         }
     }

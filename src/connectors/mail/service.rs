@@ -11,21 +11,32 @@ use tokio_util::task::TaskTracker;
 
 use super::config::MailConfig;
 use crate::connectors::Service;
+use crate::content::ContentConfig;
 use crate::pipeline::Intake;
 
 /// The SMTP server on its bound listener.
 pub struct SmtpServer {
+    mail: MailConfig,
+    content: ContentConfig,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     drain: Duration,
 }
 
 impl SmtpServer {
-    /// Loads the STARTTLS certificate, if `cfg` names one.
-    pub fn new(cfg: &MailConfig, listener: TcpListener, drain: Duration) -> Result<Self, String> {
+    /// Loads the STARTTLS certificate, if `mail` names one. `content` holds the virus and
+    /// spam checks made before the `250`, and whether MMS out is configured.
+    pub fn new(
+        mail: &MailConfig,
+        content: &ContentConfig,
+        listener: TcpListener,
+        drain: Duration,
+    ) -> Result<Self, String> {
         Ok(SmtpServer {
+            mail: mail.clone(),
+            content: content.clone(),
             listener,
-            tls: super::server::tls_acceptor(cfg)?,
+            tls: super::server::tls_acceptor(mail)?,
             drain,
         })
     }
@@ -46,13 +57,16 @@ impl Service for SmtpServer {
             .map(|a| a.to_string())
             .unwrap_or_default();
         tracing::info!(listen, starttls = self.tls.is_some(), "SMTP server running");
-        Some(tokio::spawn(super::server::serve(
-            self.listener,
-            intake,
-            self.tls,
-            shutdown,
-            self.drain,
-        )))
+        let SmtpServer {
+            mail,
+            content,
+            listener,
+            tls,
+            drain,
+        } = *self;
+        Some(tokio::spawn(async move {
+            super::server::serve(listener, &mail, &content, intake, tls, shutdown, drain).await
+        }))
     }
 }
 
