@@ -15,7 +15,6 @@
 
 pub mod retention;
 mod sqlite;
-mod sqlite_prune;
 
 use std::collections::BTreeMap;
 
