@@ -15,6 +15,8 @@
 
 pub mod retention;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
