@@ -15,7 +15,8 @@
 
 pub mod retention;
 mod sqlite;
-mod sqlite_prune;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 

@@ -3,9 +3,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::StoreError;
-use super::retention::Deleted;
 use crate::address::Address;
+use crate::store::StoreError;
+use crate::store::retention::Deleted;
 
 /// States in which a recipient still has work ahead of it here.
 const UNFINISHED: &str = "('queued', 'retry', 'held')";
