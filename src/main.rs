@@ -134,7 +134,7 @@ fn main() -> ExitCode {
                 eprintln!("{}", errors.join("\n"));
                 return ExitCode::from(2);
             }
-            telemetry::init_logs("info", "text");
+            telemetry::init_logs("info", &telemetry::LogFormat::Text);
             block_on(async move {
                 let listener = match tokio::net::TcpListener::bind(&sim_cfg.listen).await {
                     Ok(l) => l,

@@ -6,7 +6,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+use crate::config::spelled;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -51,14 +54,54 @@ pub async fn upkeep(handle: PrometheusHandle, stop: CancellationToken) {
     }
 }
 
+/// The `[log]` section.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `switchboard=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+spelled! {
+    /// `log.format`: how each log line is written.
+    LogFormat {
+        /// Human-readable lines.
+        Text = "text",
+        /// One JSON object a line.
+        Json = "json",
+    }
+}
+
+impl LogConfig {
+    /// Problems with `log.…`.
+    pub fn validate(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        if let LogFormat::Other(f) = &self.format {
+            e.push(format!("log.format: {f:?} must be \"text\" or \"json\""));
+        }
+        e
+    }
+}
+
 /// Installs the log subscriber (`RUST_LOG` overrides the configured filter).
-pub fn init_logs(level: &str, format: &str) {
+pub fn init_logs(level: &str, format: &LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
-    let _ = if format == "json" {
+    let _ = if *format == LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()

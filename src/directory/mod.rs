@@ -4,10 +4,12 @@
 //!
 //! Imports only the address model and its own config.
 
+pub mod config;
+
 use std::collections::{HashMap, HashSet};
 
 use crate::address::Address;
-use crate::config::DirectoryConfig;
+use config::DirectoryConfig;
 
 /// Groups and opt-outs, read from `[directory]` at start.
 pub struct Directory {
@@ -88,8 +90,8 @@ impl Directory {
 
 #[cfg(test)]
 mod tests {
+    use super::config::GroupConfig;
     use super::*;
-    use crate::config::GroupConfig;
 
     fn dir() -> Directory {
         Directory::new(&DirectoryConfig {

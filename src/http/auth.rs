@@ -13,8 +13,9 @@ use std::time::Instant;
 use axum::http::{HeaderMap, StatusCode, header};
 
 use super::ApiError;
+use super::config::ClientConfig;
 use crate::address::{Address, SenderPattern};
-use crate::config::{ClientConfig, Config};
+use crate::config::Config;
 
 /// Most recipients any client may put in one submission.
 pub const MAX_RECIPIENTS: usize = 1000;

@@ -47,7 +47,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
-use crate::config::HttpConfig;
+use super::config::HttpConfig;
 
 /// The limits of one listener.
 #[derive(Clone)]

@@ -9,6 +9,7 @@
 pub mod admin;
 mod api;
 pub mod auth;
+pub mod config;
 pub mod listener;
 mod media;
 
@@ -175,7 +176,7 @@ async fn metrics_page(State(st): State<Arc<AppState>>, req: axum::extract::Reque
 
 /// A scraper may read `/metrics` from an address in `metrics_allow`, or anywhere with
 /// `Authorization: Bearer <metrics_token>`.
-fn metrics_allowed(cfg: &crate::config::HttpConfig, req: &axum::extract::Request) -> bool {
+fn metrics_allowed(cfg: &config::HttpConfig, req: &axum::extract::Request) -> bool {
     if let Some(token) = cfg.metrics_token.as_deref().filter(|t| !t.is_empty())
         && let Some(given) = req
             .headers()

@@ -16,6 +16,7 @@
 //! stage ends when the one before it has ended and its queue is empty.
 
 mod budget;
+pub mod config;
 mod ctx;
 mod dispatch;
 mod feeder;

@@ -13,8 +13,8 @@
 
 use rand::Rng;
 
+use super::config::RetryConfig;
 use super::{Sent, SinkError};
-use crate::config::RetryConfig;
 use crate::message::{Envelope, State};
 use crate::store::Outcome;
 

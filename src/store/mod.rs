@@ -13,6 +13,7 @@
 //! The stages see only [`Store`]; a backend is a variant of it (SQLite now; a PostgreSQL
 //! backend can be added as another variant without touching the stages).
 
+pub mod config;
 pub mod retention;
 mod sqlite;
 #[cfg(test)]
@@ -22,7 +23,8 @@ use std::collections::BTreeMap;
 
 pub use sqlite::{CorrelatorHit, SqliteStore};
 
-use crate::config::StoreConfig;
+use config::{Backend, StoreConfig};
+
 use crate::message::{Envelope, MsgId, RecipientId, State, StatusReport};
 
 /// A store operation that failed.
@@ -79,13 +81,13 @@ impl Store {
         ids: std::sync::Arc<crate::message::IdGen>,
         report_ttl_ms: i64,
     ) -> Result<Store, StoreError> {
-        match cfg.backend.as_str() {
-            "sqlite" => Ok(Store::Sqlite(SqliteStore::open_with_ttl(
+        match &cfg.backend {
+            Backend::Sqlite => Ok(Store::Sqlite(SqliteStore::open_with_ttl(
                 cfg,
                 ids,
                 report_ttl_ms,
             )?)),
-            other => Err(StoreError::Setup(format!(
+            Backend::Other(other) => Err(StoreError::Setup(format!(
                 "unknown store backend {other:?}"
             ))),
         }

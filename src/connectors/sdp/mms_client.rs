@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use super::config::SdpConfig;
 use super::parlayx::mms::{
     SendMessage, decode_get_message_response, decode_send_message_response, encode_get_message,
     encode_send_message,
 };
 use super::parlayx::{self, ReceiptRequest, RequestHeader};
 use super::{classify_answer, post_soap, post_soap_bounded, timed};
-use crate::config::SdpConfig;
 use crate::connectors::{Sent, SinkError};
 use crate::content::mms::{MmsPlan, RelatedPart, build_related, parse_related};
 

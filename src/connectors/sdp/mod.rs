@@ -15,6 +15,7 @@
 //! - Any `POLxxxx` fault and every other `SVCxxxx` fault, other 4xx: permanent.
 
 pub mod callbacks;
+pub mod config;
 pub mod inbound;
 pub mod message_notification;
 pub mod mms_client;
@@ -24,7 +25,7 @@ pub mod receipts;
 mod sink;
 pub mod sms_notification;
 
-pub use crate::config::MoConfig;
+pub use config::MoConfig;
 pub use inbound::{Inbound, MoRouting};
 pub use mms_client::MMS_NOTIFY_PATH;
 pub use sink::SdpSink;
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 use parlayx::{ReceiptRequest, RequestHeader, SendSms, SoapError, Version};
 
 use super::{Sent, SinkError, classify_reqwest};
-use crate::config::SdpConfig;
+use config::SdpConfig;
 
 /// Largest SDP response body read.
 pub(crate) const MAX_RESPONSE: usize = 256 * 1024;

@@ -9,6 +9,8 @@
 //! a receiver recomputes it over the raw body ([`verify_signature`]) and refuses a stale
 //! `t`, which authenticates the sender and the body and bounds replays.
 
+pub mod config;
+
 use std::time::Duration;
 
 use serde::Serialize;
