@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::connectors::sdp::parlayx::{
     Notification, ReceiptRequest, RequestHeader, SendSms, SoapError,

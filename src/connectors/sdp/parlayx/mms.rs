@@ -3,7 +3,7 @@
 //! ReceiveMessage `getMessage` (fetching a received message's content by reference).
 //!
 //! The content is not in the envelope: it travels next to it as SOAP with attachments
-//! (`multipart/related`, see `content::mms`). Children of `receiptRequest` and of
+//! (`multipart/related`, see `swa`). Children of `receiptRequest` and of
 //! `deliveryStatus` are unqualified (common / MMS types); the operation's own children are
 //! in the local namespace. Decoders share the SMS codec's parser (no DOCTYPE, bounded depth).
 

@@ -32,6 +32,7 @@ mod notify;
 mod ns;
 mod send_sms;
 mod strict;
+pub mod swa;
 mod xml;
 
 pub use fault::{
