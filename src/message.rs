@@ -263,7 +263,7 @@ pub struct Recipient {
     pub last_error: Option<String>,
     pub remote_id: Option<String>,
     /// How the text went to a phone (encoding, SMS parts), once dispatched as SMS.
-    pub sms: Option<crate::content::SmsInfo>,
+    pub sms: Option<SmsInfo>,
     /// The SDP correlator of a phone recipient: 128 random bits in hex, so a receipt
     /// cannot be made up for it. `None` for other channels (and rows stored before it).
     pub correlator: Option<String>,
@@ -367,6 +367,55 @@ pub struct StatusReport {
     pub status: String,
     pub state: State,
     pub received_at: i64,
+}
+
+/// What is recorded per recipient about an SMS: its encoding and how many parts it took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmsInfo {
+    pub encoding: Encoding,
+    pub parts: u32,
+}
+
+/// How a text travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    Gsm7,
+    Ucs2,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Gsm7 => "gsm7",
+            Encoding::Ucs2 => "ucs2",
+        }
+    }
+
+    /// The inverse of [`Encoding::as_str`].
+    pub fn parse(s: &str) -> Option<Encoding> {
+        match s {
+            "gsm7" => Some(Encoding::Gsm7),
+            "ucs2" => Some(Encoding::Ucs2),
+            _ => None,
+        }
+    }
+
+    /// Units in a single (unconcatenated) message.
+    pub fn single_limit(self) -> usize {
+        match self {
+            Encoding::Gsm7 => 160,
+            Encoding::Ucs2 => 70,
+        }
+    }
+
+    /// Units in each part of a concatenated message.
+    pub fn part_limit(self) -> usize {
+        match self {
+            Encoding::Gsm7 => 153,
+            Encoding::Ucs2 => 67,
+        }
+    }
 }
 
 pub mod b64 {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::content::mms::{MAX_PARTS, parse_related};
+use switchboard::connectors::sdp::parlayx::swa::{MAX_PARTS, parse_related};
 
 fuzz_target!(|data: &[u8]| {
     let split = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());

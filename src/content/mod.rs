@@ -13,7 +13,8 @@ pub mod spam;
 
 use serde::{Deserialize, Serialize};
 
-use sms::{Encoding, OverflowPolicy, Plan};
+pub use crate::message::{Encoding, SmsInfo};
+use sms::{OverflowPolicy, Plan};
 
 /// The `[content]` section: how content is reshaped for its target.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -91,13 +92,6 @@ impl ContentConfig {
         e.extend(self.media.validate());
         e
     }
-}
-
-/// What is recorded per recipient about an SMS: its encoding and how many parts it took.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SmsInfo {
-    pub encoding: Encoding,
-    pub parts: u32,
 }
 
 /// How one text goes to a phone: the text as sent and its SMS shape.

@@ -11,47 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How a text travels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Encoding {
-    Gsm7,
-    Ucs2,
-}
-
-impl Encoding {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Encoding::Gsm7 => "gsm7",
-            Encoding::Ucs2 => "ucs2",
-        }
-    }
-
-    /// The inverse of [`Encoding::as_str`].
-    pub fn parse(s: &str) -> Option<Encoding> {
-        match s {
-            "gsm7" => Some(Encoding::Gsm7),
-            "ucs2" => Some(Encoding::Ucs2),
-            _ => None,
-        }
-    }
-
-    /// Units in a single (unconcatenated) message.
-    pub fn single_limit(self) -> usize {
-        match self {
-            Encoding::Gsm7 => 160,
-            Encoding::Ucs2 => 70,
-        }
-    }
-
-    /// Units in each part of a concatenated message.
-    pub fn part_limit(self) -> usize {
-        match self {
-            Encoding::Gsm7 => 153,
-            Encoding::Ucs2 => 67,
-        }
-    }
-}
+pub use crate::message::Encoding;
 
 /// The GSM 03.38 default alphabet, in code order (0x00..=0x7F). ESC (0x1B) is a placeholder.
 const BASIC: [char; 128] = [

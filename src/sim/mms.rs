@@ -26,8 +26,8 @@ use crate::connectors::sdp::parlayx::mms::{
     MessageReception, MessageReference, decode_get_message, decode_send_message,
     encode_get_message_response, encode_notify_message_reception, encode_send_message_response,
 };
+use crate::connectors::sdp::parlayx::swa::{build_related, parse_related};
 use crate::connectors::sdp::parlayx::{self, DeliveryStatus, Fault};
-use crate::content::mms::{build_related, parse_related};
 use crate::message::Part;
 
 /// Where the simulator serves SendMessage.

@@ -33,7 +33,7 @@ use super::parlayx::mms::{
 use super::parlayx::{self, Fault};
 use super::receipts;
 use super::sms_notification::{Peer, decode_fault, receipt_refused, refused, secret_segment};
-use crate::content::mms::{RelatedPart, parse_related, received};
+use crate::connectors::sdp::parlayx::swa::{RelatedPart, parse_related, received};
 use crate::message::Content;
 use crate::pipeline::{ReceiptResult, SubmitError};
 

@@ -15,8 +15,9 @@ use super::parlayx::mms::{
 };
 use super::parlayx::{self, ReceiptRequest, RequestHeader};
 use super::{classify_answer, post_soap, post_soap_bounded, timed};
+use crate::connectors::sdp::parlayx::swa::{RelatedPart, build_related, parse_related};
 use crate::connectors::{Sent, SinkError};
-use crate::content::mms::{MmsPlan, RelatedPart, build_related, parse_related};
+use crate::content::mms::MmsPlan;
 
 /// Where the SDP posts MMS notifications (`receiptRequest` endpoint of `sendMessage`).
 pub const MMS_NOTIFY_PATH: &str = "/parlayx/MessageNotification";

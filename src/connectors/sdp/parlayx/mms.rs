@@ -3,15 +3,13 @@
 //! ReceiveMessage `getMessage` (fetching a received message's content by reference).
 //!
 //! The content is not in the envelope: it travels next to it as SOAP with attachments
-//! (`multipart/related`, see `content::mms`). Children of `receiptRequest` and of
+//! (`multipart/related`, see `swa`). Children of `receiptRequest` and of
 //! `deliveryStatus` are unqualified (common / MMS types); the operation's own children are
 //! in the local namespace. Decoders share the SMS codec's parser (no DOCTYPE, bounded depth).
 
-use super::{
-    ENVELOPE_CLOSE, Elem, Envelope, ReceiptRequest, RequestHeader, SoapError, push_elem,
-    read_addresses, read_receipt_request, read_request_header, start_envelope, truncate,
-    write_request_header,
-};
+use super::header::{RequestHeader, read_request_header, write_request_header};
+use super::send_sms::{ReceiptRequest, read_addresses, read_receipt_request};
+use super::xml::{ENVELOPE_CLOSE, Elem, Envelope, SoapError, push_elem, start_envelope, truncate};
 use crate::connectors::sdp::parlayx::DeliveryStatus;
 
 /// Local namespace of the SendMessage interface.

@@ -3,7 +3,8 @@
 //! namespace, and every header marked `mustUnderstand` understood (only the Huawei
 //! `NotifySOAPHeader` is). The `NotifySOAPHeader` is read here, for the callback check.
 
-use super::{Elem, Envelope, NS_HUAWEI, NS_SOAP, NS_SOAP12, NsUri, SoapError, push_elem, truncate};
+use super::ns::{NS_HUAWEI, NS_SOAP, NS_SOAP12};
+use super::xml::{Elem, Envelope, NsUri, SoapError, push_elem, truncate};
 
 /// The Huawei `NotifySOAPHeader` (SDP → SP) fields the gateway checks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
