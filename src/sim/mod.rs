@@ -40,7 +40,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::connectors::sdp::callbacks::CallbackCredentials;
+use crate::connectors::sdp::parlayx::credentials::CallbackCredentials;
 use crate::connectors::sdp::parlayx::{self, DeliveryStatus, Fault, Version};
 mod config;
 mod control;

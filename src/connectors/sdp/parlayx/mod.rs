@@ -25,6 +25,7 @@
 //!   detail parsed from `ServiceException`, `PolicyException`,
 //!   `ServiceExceptionDetail` or `PolicyExceptionDetail`.
 
+pub mod credentials;
 mod fault;
 mod header;
 pub mod mms;
