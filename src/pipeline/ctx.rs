@@ -13,7 +13,7 @@ use super::limits;
 use super::settle::{self, Count, Settle};
 use crate::address::Address;
 use crate::config::Config;
-use crate::content::SmsInfo;
+use crate::message::SmsInfo;
 use crate::directory::Directory;
 use crate::message::{Envelope, IdGen, now_ms};
 use crate::store::{Applied, Outcome, Store, StoreError};

@@ -112,7 +112,7 @@ impl Store {
         &self,
         rid: RecipientId,
         outcome: Outcome,
-        sms: Option<crate::content::SmsInfo>,
+        sms: Option<crate::message::SmsInfo>,
     ) -> Result<Applied, StoreError> {
         match self {
             Store::Sqlite(s) => s.apply_sms(rid, outcome, sms).await,

@@ -30,7 +30,7 @@ use self::writer::{Msg, Reply, Req, Writer};
 use super::{Applied, Outcome, StoreError};
 use crate::address::Address;
 use crate::config::StoreConfig;
-use crate::content::SmsInfo;
+use crate::message::SmsInfo;
 use crate::message::{Envelope, IdGen, MsgId, RecipientId, State, StatusReport};
 
 /// The SQLite store. Cheap to clone.

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{bad_state, prune};
 use crate::address::Address;
-use crate::content::SmsInfo;
+use crate::message::SmsInfo;
 use crate::message::{
     Content, Envelope, IdGen, Kind, MailRcpt, MsgId, Recipient, RecipientId, ReportBody, State,
     now_ms,

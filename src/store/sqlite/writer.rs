@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{mismatch, prune, write};
 use crate::address::Address;
-use crate::content::SmsInfo;
+use crate::message::SmsInfo;
 use crate::message::{Envelope, IdGen, RecipientId};
 use crate::store::{Applied, Outcome, StoreError, retention::Deleted};
 
