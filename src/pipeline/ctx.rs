@@ -13,8 +13,8 @@ use super::limits;
 use super::settle::{self, Count, Settle};
 use crate::address::Address;
 use crate::config::Config;
-use crate::message::SmsInfo;
 use crate::directory::Directory;
+use crate::message::SmsInfo;
 use crate::message::{Envelope, IdGen, now_ms};
 use crate::store::{Applied, Outcome, Store, StoreError};
 

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::{CorrelatorHit, bad_state};
 use crate::address::Address;
-use crate::message::SmsInfo;
 use crate::message::Encoding;
+use crate::message::SmsInfo;
 use crate::message::{Content, Envelope, Kind, MsgId, Recipient, RecipientId, State, StatusReport};
 use crate::store::StoreError;
 
