@@ -79,6 +79,7 @@ fn envelope(ids: &IdGen, n: u64) -> Envelope {
         created_at: now,
         expires_at: now + 86_400_000,
         note: None,
+        speaker: None,
     }
 }
 

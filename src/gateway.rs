@@ -191,6 +191,7 @@ pub async fn run(
     )
     .map_err(RunError::Setup)?;
     let ctx = Arc::new(Ctx::new(cfg.clone(), store.clone(), ids));
+    ctx.load_directory().await.map_err(RunError::Setup)?;
     aux.spawn(crate::store::retention::run(
         store.clone(),
         cfg.retention.clone(),

@@ -340,6 +340,8 @@ pub struct Envelope {
     pub expires_at: i64,
     /// Why the envelope has no deliverable recipient (an unroutable MO), if so.
     pub note: Option<String>,
+    /// When a member speaks as a group (the origin is then `group:…`): the member.
+    pub speaker: Option<Address>,
 }
 
 impl Envelope {

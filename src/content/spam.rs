@@ -477,6 +477,7 @@ mod tests {
             created_at: 0,
             expires_at: i64::MAX,
             note: None,
+            speaker: None,
         }
     }
 

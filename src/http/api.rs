@@ -12,8 +12,9 @@ use serde::Deserialize;
 use super::auth::{Caller, refused};
 use super::{ApiError, AppState};
 use crate::address::Address;
+use crate::directory::Door;
 use crate::message::{Content, Kind, MsgId, Part, RecipientId};
-use crate::pipeline::{Draft, SubmitError};
+use crate::pipeline::{Draft, Refused, SubmitError};
 
 const MAX_CLIENT_REF: usize = 256;
 
@@ -21,6 +22,11 @@ const MAX_CLIENT_REF: usize = 256;
 #[serde(deny_unknown_fields)]
 struct SubmitBody {
     from: String,
+    /// Speak as this group (`group:ID`): `from` must be a member; the group's people are
+    /// the recipients (besides any in `to`).
+    #[serde(default, rename = "as")]
+    as_group: Option<String>,
+    #[serde(default)]
     to: Vec<String>,
     #[serde(default)]
     text: String,
@@ -97,7 +103,12 @@ pub(super) async fn submit(
         ));
     }
     let max_recipients = client.max_recipients();
-    if req.to.is_empty() {
+    let speak_as = match req.as_group.as_deref().map(Address::parse_user) {
+        None => None,
+        Some(Ok(Address::Group(g))) => Some(g),
+        Some(_) => return Err(bad("invalid_address", "as: give a group, group:ID")),
+    };
+    if req.to.is_empty() && speak_as.is_none() {
         return Err(bad("no_recipients", "to: give at least one recipient"));
     }
     if req.to.len() > max_recipients {
@@ -137,19 +148,21 @@ pub(super) async fn submit(
     }
     // Groups are expanded before the commit, so the stored recipients are the real ones
     // and a later change of the group does not alter accepted work.
-    let addrs: Vec<Address> = st
+    let resolved = st
         .intake
-        .directory()
-        .expand(&given)
-        .map_err(|g| {
-            bad(
+        .resolve(&from, &given, Door::Api, speak_as.as_deref())
+        .map_err(|e| match e {
+            Refused::UnknownGroup(g) if g.index < given.len() => bad(
                 "unknown_group",
                 format!("to[{}]: no group {:?}", g.index, g.name),
-            )
-        })?
-        .into_iter()
-        .map(|(a, _)| a)
-        .collect();
+            ),
+            Refused::UnknownGroup(g) => bad("unknown_group", format!("as: no group {:?}", g.name)),
+            Refused::Sender(s) => ApiError::new(StatusCode::FORBIDDEN, s.code(), s.to_string()),
+        })?;
+    let addrs: Vec<&Address> = resolved.to.iter().map(|(a, _)| a).collect();
+    if addrs.is_empty() {
+        return Err(bad("no_recipients", "nobody is left to send to"));
+    }
     if addrs.len() > max_recipients {
         return Err(bad(
             "too_many_recipients",
@@ -158,7 +171,7 @@ pub(super) async fn submit(
     }
     // The destination policy is applied again by the auth stage to every message; here it
     // refuses at once, before anything is stored.
-    for a in &addrs {
+    for a in addrs {
         if let Err(why) = st.cfg.limits.check_destination(a) {
             refused("destination_denied");
             return Err(ApiError::new(
@@ -168,15 +181,14 @@ pub(super) async fn submit(
             ));
         }
     }
-    let env = st
-        .intake
-        .envelope(Draft {
+    let env = st.intake.stamp(
+        Draft {
             kind: Kind::Message,
             origin: from,
             client: client.cfg.name.clone(),
             client_ref: req.client_ref,
             report_to,
-            to: addrs,
+            to: given,
             content: Content {
                 text: req.text,
                 subject: req.subject,
@@ -185,8 +197,11 @@ pub(super) async fn submit(
                 mail: None,
             },
             note: None,
-        })
-        .map_err(|g| bad("unknown_group", format!("no group {:?}", g.name)))?;
+            door: Door::Api,
+            speak_as,
+        },
+        resolved,
+    );
     let env = st.intake.submit(env).await.map_err(|e| match e {
         SubmitError::QueueFull => ApiError {
             retry_after: Some(st.cfg.http.retry_after_secs),

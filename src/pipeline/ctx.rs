@@ -35,6 +35,8 @@ pub struct Ctx {
     reply_exts: Mutex<HashMap<String, (u32, i64)>>,
     /// Recipients whose send is in flight at a sink whose receipts may come early.
     pub in_flight: InFlight,
+    /// Directory changes, one at a time (decided, committed, installed).
+    pub(super) dir_changes: tokio::sync::Mutex<()>,
 }
 
 impl Ctx {
@@ -48,8 +50,42 @@ impl Ctx {
             daily: limits::DailyCap::new(cfg.limits.recipient_daily_max),
             reply_exts: Mutex::new(HashMap::new()),
             in_flight: InFlight::default(),
+            dir_changes: tokio::sync::Mutex::new(()),
             cfg,
         }
+    }
+
+    /// Start-up: reads the stored directory, then puts the users and groups of
+    /// `[directory] file` and `[[directory.groups]]` into it (committed like any change).
+    /// Any error names what is wrong; the gateway does not start on it.
+    pub async fn load_directory(&self) -> Result<(), String> {
+        let _one = self.dir_changes.lock().await;
+        let rows = self
+            .store
+            .directory_rows()
+            .await
+            .map_err(|e| format!("cannot read the directory: {e}"))?;
+        let (stored, bad) = crate::directory::Snapshot::from_rows(rows);
+        for b in &bad {
+            tracing::error!(record = %b, "a stored directory record does not read; left out");
+        }
+        let (users, groups) = crate::directory::Directory::seed_records(&self.cfg.directory)?;
+        let plan = stored
+            .seed(users, groups)
+            .map_err(|e| format!("directory: {}", e.message))?;
+        if !plan.changes.is_empty() {
+            self.store
+                .write_directory(plan.changes)
+                .await
+                .map_err(|e| format!("cannot write the directory: {e}"))?;
+        }
+        tracing::info!(
+            users = plan.snap.users.len(),
+            groups = plan.snap.groups.len(),
+            "directory loaded"
+        );
+        self.directory.install(plan.snap);
+        Ok(())
     }
 
     /// The sender sub-address for messages from `origin` to phones: service number +

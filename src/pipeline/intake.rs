@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 use super::receipts::{Receipt, ReceiptResult};
 use super::{Ctx, Job};
 use crate::address::Address;
-use crate::directory::{Directory, UnknownGroup};
+use crate::directory::ops::{Notice, Plan};
+use crate::directory::{DirError, Directory, Door, SenderRefused, Snapshot, UnknownGroup};
 use crate::message::{Content, Envelope, Kind, MsgId, Recipient, State, now_ms};
 use crate::store::{Store, StoreError};
 
@@ -27,6 +28,51 @@ pub struct Draft {
     pub to: Vec<Address>,
     pub content: Content,
     pub note: Option<String>,
+    /// The door it came in through (the sender check depends on it).
+    pub door: Door,
+    /// An API client's member speaking as this group (`as`). Over XMPP, SMTP and the SDP a
+    /// message to a group is always spoken as that group.
+    pub speak_as: Option<String>,
+}
+
+/// Who a received message is from and for, once the directory has checked the sender and
+/// expanded the groups ([`Intake::resolve`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The origin as stored: the group, when a member speaks as one.
+    pub origin: Address,
+    /// The member who spoke as the group.
+    pub speaker: Option<Address>,
+    /// Each recipient, with its place in the `to` given.
+    pub to: Vec<(Address, usize)>,
+}
+
+/// Why a directory change did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{0}")]
+    Refused(DirError),
+    #[error("the store refused the change: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why the directory refused a received message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error(transparent)]
+    UnknownGroup(#[from] UnknownGroup),
+    #[error(transparent)]
+    Sender(#[from] SenderRefused),
+}
+
+impl Refused {
+    /// The stable code (API error code, metric reason).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refused::UnknownGroup(_) => "unknown_group",
+            Refused::Sender(s) => s.code(),
+        }
+    }
 }
 
 /// Stored messages, read-only: for sinks that answer about an earlier message (a DSN
@@ -104,20 +150,87 @@ impl Intake {
         Ok(env)
     }
 
+    /// The directory's word on a received message, the same for every connector: the
+    /// sender checked at its door (`[directory] im_senders`, `mail_senders`,
+    /// `mo_senders`); a message to a group from XMPP, SMTP or the SDP (or with `speak_as`)
+    /// spoken as that group, by a member only (`not_a_member`), so it comes from the group
+    /// and reaches everybody inside but the speaker; groups expanded through nested groups,
+    /// each person once. Refusals are counted by reason.
+    pub fn resolve(
+        &self,
+        origin: &Address,
+        to: &[Address],
+        door: Door,
+        speak_as: Option<&str>,
+    ) -> Result<Resolved, Refused> {
+        let dir = &self.ctx.directory;
+        let refused = |e: Refused| {
+            metrics::counter!("switchboard_messages_refused_total", "stage" => "auth", "reason" => e.code())
+                .increment(1);
+            tracing::info!(from = %origin, reason = e.code(), "sender refused: {e}");
+            e
+        };
+        dir.check_sender(origin, door)
+            .map_err(|e| refused(e.into()))?;
+        let spoken: Vec<&str> = match speak_as {
+            Some(g) => vec![g],
+            None if matches!(door, Door::Xmpp | Door::Smtp | Door::Sdp) => to
+                .iter()
+                .filter_map(|a| match a {
+                    Address::Group(g) => Some(g.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        for g in &spoken {
+            dir.check_member(g, origin).map_err(|e| refused(e.into()))?;
+        }
+        match spoken.first() {
+            Some(g) => {
+                let group = Address::Group(g.to_string());
+                let mut given = to.to_vec();
+                if !given.contains(&group) {
+                    given.push(group.clone());
+                }
+                let to = dir
+                    .expand(&given, Some(origin))
+                    .map_err(|e| refused(e.into()))?;
+                Ok(Resolved {
+                    origin: group,
+                    speaker: Some(origin.clone()),
+                    to,
+                })
+            }
+            None => Ok(Resolved {
+                origin: origin.clone(),
+                speaker: None,
+                to: dir.expand(to, None).map_err(|e| refused(e.into()))?,
+            }),
+        }
+    }
+
     /// Stamps a received message: a new id, the time of receipt, the time to live
-    /// (`[retry] ttl_secs`), and its recipients, with groups expanded into their members
-    /// (each address once). The one place envelopes are made from what a connector took in.
-    pub fn envelope(&self, d: Draft) -> Result<Envelope, UnknownGroup> {
-        let to = self.ctx.directory.expand(&d.to)?;
+    /// (`[retry] ttl_secs`), and its recipients as [`Intake::resolve`] decided. The one
+    /// place envelopes are made from what a connector took in.
+    pub fn envelope(&self, d: Draft) -> Result<Envelope, Refused> {
+        let r = self.resolve(&d.origin, &d.to, d.door, d.speak_as.as_deref())?;
+        Ok(self.stamp(d, r))
+    }
+
+    /// [`Intake::envelope`] for a connector that resolved the recipients first (to shape
+    /// the content for them); `d.origin` and `d.to` are taken from `r`.
+    pub fn stamp(&self, d: Draft, r: Resolved) -> Envelope {
         let now = now_ms();
-        Ok(Envelope {
+        Envelope {
             id: self.ctx.ids.next(),
             kind: d.kind,
-            origin: d.origin,
+            origin: r.origin,
             client: d.client,
             client_ref: d.client_ref,
             report_to: d.report_to,
-            recipients: to
+            recipients: r
+                .to
                 .into_iter()
                 .enumerate()
                 .map(|(i, (a, _))| Recipient::new(i as u32, a))
@@ -126,12 +239,63 @@ impl Intake {
             created_at: now,
             expires_at: now + (self.ctx.cfg.retry.ttl_secs as i64) * 1000,
             note: d.note,
-        })
+            speaker: r.speaker,
+        }
     }
 
-    /// Groups and opt-outs.
+    /// Users, groups and opt-outs.
     pub fn directory(&self) -> &Directory {
         &self.ctx.directory
+    }
+
+    /// Changes the directory: `decide` checks the change against the current snapshot;
+    /// its records are committed (all or nothing), then the new snapshot is installed and
+    /// the notices it asks for are sent from their group. One change at a time, so each
+    /// is decided against the one before. Returns once committed.
+    pub async fn change_directory<F>(&self, decide: F) -> Result<Plan, ChangeError>
+    where
+        F: FnOnce(&Snapshot) -> Result<Plan, DirError>,
+    {
+        let _one = self.ctx.dir_changes.lock().await;
+        let snap = self.ctx.directory.snapshot();
+        let plan = decide(&snap).map_err(ChangeError::Refused)?;
+        self.ctx.store.write_directory(plan.changes.clone()).await?;
+        self.ctx.directory.install(plan.snap.clone());
+        metrics::counter!("switchboard_directory_changes_total").increment(1);
+        for n in &plan.notices {
+            self.notice(n).await;
+        }
+        Ok(plan)
+    }
+
+    /// Sends one of the directory's notices, from its group.
+    async fn notice(&self, n: &Notice) {
+        let env = self.stamp(
+            Draft {
+                kind: Kind::Message,
+                origin: Address::Group(n.group.clone()),
+                client: "directory".into(),
+                client_ref: None,
+                report_to: None,
+                to: Vec::new(),
+                content: Content {
+                    text: n.text.clone(),
+                    ..Content::default()
+                },
+                note: None,
+                door: Door::Gateway,
+                speak_as: None,
+            },
+            Resolved {
+                origin: Address::Group(n.group.clone()),
+                speaker: None,
+                to: vec![(n.to.clone(), 0)],
+            },
+        );
+        if let Err(e) = self.submit(env).await {
+            tracing::warn!(to = %n.to, error = %e, "a directory notice was not sent");
+            metrics::counter!("switchboard_directory_notices_lost_total").increment(1);
+        }
     }
 
     /// Applies a receipt (or a bounce) that a peer sent for a recipient; returns after it

@@ -40,7 +40,7 @@ use crate::message::Envelope;
 
 pub use budget::{BudgetPermit, ByteBudget};
 pub use ctx::Ctx;
-pub use intake::{Draft, Intake, Messages, SubmitError};
+pub use intake::{ChangeError, Draft, Intake, Messages, Refused, Resolved, SubmitError};
 pub use receipts::{Receipt, ReceiptResult, ReceiptTarget};
 pub use settle::{Settle, backoff_ms, unavailable_backoff_ms};
 pub use sink::{Sent, Sink, SinkError};

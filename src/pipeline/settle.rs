@@ -216,6 +216,7 @@ mod tests {
             created_at: T0,
             expires_at: T0 + ttl_ms,
             note: None,
+            speaker: None,
         }
     }
 

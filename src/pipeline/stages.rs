@@ -1,7 +1,10 @@
 //! The auth and process stages.
 //!
-//! - **auth** refuses opted-out recipients and destinations the limits deny, counts the
-//!   daily caps, and defers origins over their rate.
+//! - **auth** refuses recipients the directory says may not be reached (not a user while
+//!   their network is not open, `unknown_recipient`; a friends-only user and a sender who
+//!   is no friend, `not_a_friend`), opted-out recipients and destinations the limits deny,
+//!   counts the daily caps, and defers origins over their rate. Senders were checked at
+//!   the door ([`Intake::resolve`](super::Intake::resolve)).
 //! - **process** runs the content checks (virus scan, spam) of up to
 //!   `content.check_concurrency` messages at once, in arrival order, then reshapes each
 //!   recipient's content for its channel (SMS parts, MMS plan), picks its sender (the
@@ -47,7 +50,33 @@ pub(super) async fn auth_stage(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Job>, tx: m
             let Some(rcpt) = env.recipient(idx) else {
                 continue;
             };
-            if env.kind == Kind::Message && ctx.directory.opted_out(&rcpt.address) {
+            let reach = (env.kind == Kind::Message)
+                .then(|| {
+                    ctx.directory
+                        .reachable(&rcpt.address)
+                        .and_then(|()| ctx.directory.may_reach(&env.origin, &rcpt.address))
+                        .err()
+                })
+                .flatten();
+            if let Some(reason) = reach {
+                metrics::counter!("switchboard_messages_refused_total", "stage" => "auth", "reason" => reason)
+                    .increment(1);
+                tracing::info!(recipient = %env.recipient_id(idx), reason, "recipient refused");
+                let why = match reason {
+                    "not_a_friend" => {
+                        "not_a_friend: the recipient takes messages from friends only"
+                    }
+                    _ => {
+                        "unknown_recipient: the recipient is not in the directory and its network is not open"
+                    }
+                };
+                ctx.settle(
+                    env,
+                    idx,
+                    Err(Settle::Sink(SinkError::Permanent(why.into()))),
+                )
+                .await;
+            } else if env.kind == Kind::Message && ctx.directory.opted_out(&rcpt.address) {
                 metrics::counter!("switchboard_messages_refused_total", "stage" => "auth", "reason" => "opted_out")
                     .increment(1);
                 ctx.settle(

@@ -25,6 +25,7 @@ pub use sqlite::{CorrelatorHit, SqliteStore};
 
 use config::{Backend, StoreConfig};
 
+use crate::directory::{BookEntry, Change, Table};
 use crate::message::{Envelope, MsgId, RecipientId, State, StatusReport};
 
 /// A store operation that failed.
@@ -201,6 +202,35 @@ impl Store {
     ) -> Result<Option<CorrelatorHit>, StoreError> {
         match self {
             Store::Sqlite(s) => s.find_correlator(correlator).await,
+        }
+    }
+
+    /// Commits one directory change set (all or nothing); returns once it is durable.
+    pub async fn write_directory(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.write_directory(changes).await,
+        }
+    }
+
+    /// Every directory record, `(table, id, JSON)`.
+    pub async fn directory_rows(&self) -> Result<Vec<(Table, String, String)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.directory_rows().await,
+        }
+    }
+
+    /// Adds an entry to a user's address book, or updates the entry with its id; whether it
+    /// was there before.
+    pub async fn put_book_entry(&self, e: BookEntry) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.put_book_entry(e).await,
+        }
+    }
+
+    /// A user's address book.
+    pub async fn address_book(&self, owner: &str) -> Result<Vec<BookEntry>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.address_book(owner).await,
         }
     }
 

@@ -56,6 +56,7 @@ fn envelope(id: MsgId, origin: &str, to: &[&str]) -> Envelope {
         created_at: now_ms(),
         expires_at: now_ms() + DAY_MS,
         note: None,
+        speaker: None,
     }
 }
 

@@ -5,8 +5,9 @@
 use super::session::Session;
 use super::{bounce, parse};
 use crate::address::Address;
+use crate::directory::Door;
 use crate::message::{Content, Kind, MailMeta, MailRcpt, now_ms};
-use crate::pipeline::{Draft, SubmitError};
+use crate::pipeline::{Draft, Refused, SubmitError};
 
 impl Session<'_> {
     /// Builds the envelope of a received message and commits it; the reply to send.
@@ -24,12 +25,24 @@ impl Session<'_> {
         let ticket = txn.ticket.take();
         let parsed = parse::parse(&raw);
         let (to, given): (Vec<Address>, Vec<MailRcpt>) = txn.rcpts.into_iter().unzip();
-        // `RCPT` refused unknown groups, and the directory does not change while running.
-        let Ok(expanded) = intake.directory().expand(&to) else {
-            return "550 5.1.1 No such group".into();
+        let origin = match &txn.from {
+            Some(s) => Address::Mail(s.clone()),
+            None => Address::Mail(format!("mailer-daemon@{}", cfg.hostname)),
         };
-        let rcpt_meta: Vec<MailRcpt> = expanded.iter().map(|(_, i)| given[*i].clone()).collect();
-        let recipients: Vec<Address> = expanded.into_iter().map(|(a, _)| a).collect();
+        // `RCPT` refused unknown groups and non-members; the directory may have changed
+        // since, so it is asked again.
+        let resolved = match intake.resolve(&origin, &to, Door::Smtp, None) {
+            Ok(r) => r,
+            Err(Refused::UnknownGroup(_)) => return "550 5.1.1 No such group".into(),
+            Err(Refused::Sender(e)) => return format!("550 5.7.1 {e}").replace(['\r', '\n'], ""),
+        };
+        // A group's members keep the DSN request of the `RCPT` that named it.
+        let rcpt_meta: Vec<MailRcpt> = resolved
+            .to
+            .iter()
+            .filter_map(|(_, i)| given.get(*i).or(given.first()).cloned())
+            .collect();
+        let recipients: Vec<Address> = resolved.to.iter().map(|(a, _)| a.clone()).collect();
         if recipients.is_empty() {
             return "554 5.5.1 No recipients left after expanding groups".into();
         }
@@ -71,10 +84,6 @@ impl Session<'_> {
         let delay_report_at = (cfg.delay_report_secs > 0
             && rcpt_meta.iter().any(|r| r.notify_delay))
         .then(|| now + (cfg.delay_report_secs as i64) * 1000);
-        let origin = match &txn.from {
-            Some(s) => Address::Mail(s.clone()),
-            None => Address::Mail(format!("mailer-daemon@{}", cfg.hostname)),
-        };
         let draft = Draft {
             kind: Kind::Message,
             origin,
@@ -100,10 +109,10 @@ impl Session<'_> {
                 }),
             },
             note: None,
+            door: Door::Smtp,
+            speak_as: None,
         };
-        let Ok(mut env) = intake.envelope(draft) else {
-            return "550 5.1.1 No such group".into();
-        };
+        let mut env = intake.stamp(draft, resolved);
         if let Err(refusal) = self.shared.pre.check(&mut env, &raw).await {
             return refusal;
         }

@@ -24,6 +24,7 @@ use super::limits::{RateTicket, SenderRate};
 use super::precheck::PreQueue;
 use crate::address::{Address, MailDomains};
 use crate::content::ContentConfig;
+use crate::directory::Door;
 use crate::message::MailRcpt;
 use crate::pipeline::Intake;
 
@@ -427,6 +428,13 @@ impl<'a> Session<'a> {
                     && Address::parse_user(&format!("mail:{}", from.address)).is_err()
                 {
                     reply(out, "553 5.1.7 Bad sender address");
+                } else if let Some(Err(e)) = Address::parse_user(&format!("mail:{}", from.address))
+                    .ok()
+                    .map(|a| self.shared.intake.directory().check_sender(&a, Door::Smtp))
+                {
+                    // `[directory] mail_senders = "known"`: only users' mail addresses.
+                    refused(e.code());
+                    reply(out, "550 5.7.1 Sender not allowed");
                 } else {
                     let sender = Address::parse_user(&format!("mail:{}", from.address))
                         .ok()
@@ -564,6 +572,26 @@ impl<'a> Session<'a> {
             && !self.shared.intake.directory().has_group(name)
         {
             reply(out, &format!("550 5.1.1 <{}>: no such group", to.address));
+            return;
+        }
+        // Mail to a group is spoken as the group: members only.
+        if let Address::Group(name) = &addr
+            && let Some(from) = &txn.from
+            && let Err(e) = self
+                .shared
+                .intake
+                .directory()
+                .check_member(name, &Address::Mail(from.clone()))
+        {
+            refused(e.code());
+            reply(
+                out,
+                &format!(
+                    "550 5.7.1 <{}>: only members may write to this group",
+                    to.address
+                )
+                .replace(['\r', '\n'], ""),
+            );
             return;
         }
         let never = to.flags & RCPT_NOTIFY_NEVER != 0;

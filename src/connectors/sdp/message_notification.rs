@@ -35,7 +35,7 @@ use super::receipts;
 use super::sms_notification::{Peer, decode_fault, receipt_refused, refused, secret_segment};
 use crate::connectors::sdp::parlayx::swa::{RelatedPart, parse_related, received};
 use crate::message::Content;
-use crate::pipeline::{ReceiptResult, SubmitError};
+use crate::pipeline::{ReceiptResult, Refused, SubmitError};
 
 fn xml(status: StatusCode, body: String) -> Response {
     (
@@ -186,7 +186,10 @@ async fn reception(
         Err(MoError::BadSender(s)) => {
             fault("SVC0002", format!("senderAddress {s:?}"), "bad_sender")
         }
-        Err(MoError::UnknownGroup(g)) => fault("SVC0002", format!("message: {g}"), "unknown_group"),
+        Err(MoError::Refused(r @ Refused::UnknownGroup(_))) => {
+            fault("SVC0002", format!("message: {r}"), "unknown_group")
+        }
+        Err(MoError::Refused(r)) => fault("POL0001", r.to_string(), r.code()),
         Err(MoError::Submit(SubmitError::QueueFull | SubmitError::ShuttingDown)) => fault(
             "SVC0001",
             "the gateway is at capacity; retry later".into(),

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use super::MoConfig;
 use super::inbound::Inbound;
 use crate::address::{Address, parse_sdp_number};
-use crate::directory::UnknownGroup;
+use crate::directory::Door;
 use crate::message::{Content, Envelope, Kind};
-use crate::pipeline::{Draft, SubmitError};
+use crate::pipeline::{Draft, Refused, SubmitError};
 
 /// Why an MO was refused (the SDP gets a fault and may retry).
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +28,11 @@ pub enum MoError {
     BadSender(String),
     #[error(transparent)]
     Submit(#[from] SubmitError),
-    /// The route names a group the directory does not know.
+    /// The directory refused it: the route names a group it does not know
+    /// (`unknown_group`), the phone is not in the directory while MO is for known users
+    /// (`unknown_sender`), or the phone is no member of the group it writes to.
     #[error(transparent)]
-    UnknownGroup(#[from] UnknownGroup),
+    Refused(#[from] Refused),
 }
 
 /// How an MO was routed.
@@ -153,6 +155,8 @@ pub async fn receive_content(
             )),
             (false, note) => note,
         },
+        door: Door::Sdp,
+        speak_as: None,
     };
     let env = intake.submit(intake.envelope(draft)?).await?;
     metrics::counter!("switchboard_mo_received_total", "route" => route.as_str(), "kind" => kind)

@@ -22,7 +22,7 @@ use super::inbound::Inbound;
 use super::mo::{self, MoError};
 use super::parlayx::{self, Fault, Notification, NotificationKind};
 use super::receipts;
-use crate::pipeline::{ReceiptResult, SubmitError};
+use crate::pipeline::{ReceiptResult, Refused, SubmitError};
 
 /// Where the SDP posts notifications (the `receiptRequest` endpoint).
 pub const NOTIFY_PATH: &str = "/parlayx/SmsNotification";
@@ -210,11 +210,17 @@ pub(super) async fn notification(
                 vec![format!("senderAddress {s:?}")],
                 "bad_sender",
             ),
-            Err(MoError::UnknownGroup(g)) => fault(
+            Err(MoError::Refused(r @ Refused::UnknownGroup(_))) => fault(
                 "SVC0002",
                 "Invalid input value for message part %1",
-                vec![format!("message: {g}")],
+                vec![format!("message: {r}")],
                 "unknown_group",
+            ),
+            Err(MoError::Refused(r)) => fault(
+                "POL0001",
+                "A policy error occurred. Error code is %1",
+                vec![r.to_string()],
+                r.code(),
             ),
             Err(MoError::Submit(SubmitError::QueueFull | SubmitError::ShuttingDown)) => fault(
                 "SVC0001",

@@ -36,8 +36,9 @@ use super::config::XmppConfig;
 use super::stanzas::{self, Domain, Inbound, Refusal, Submission};
 use crate::address::Address;
 use crate::connectors::SinkError;
+use crate::directory::{Door, SenderRefused};
 use crate::message::{Content, Kind, Recipient, RecipientId, State};
-use crate::pipeline::{Draft, Intake, Receipt, ReceiptResult, ReceiptTarget, SubmitError};
+use crate::pipeline::{Draft, Intake, Receipt, ReceiptResult, ReceiptTarget, Refused, SubmitError};
 
 /// A stanza for the link, and where to say whether it was written.
 pub struct Outgoing {
@@ -423,13 +424,28 @@ async fn submit(intake: &Intake, sub: Submission) -> Option<Stanza> {
             ..Content::default()
         },
         note: None,
+        door: Door::Xmpp,
+        speak_as: None,
     };
     let env = match intake.envelope(draft) {
         Ok(env) => env,
-        Err(g) => {
+        Err(Refused::UnknownGroup(g)) => {
             return refuse(
                 Refusal::NotAcceptable,
                 &format!("There is no group named {:?}.", g.name),
+            );
+        }
+        Err(Refused::Sender(SenderRefused::NotAMember { group, .. })) => {
+            return refuse(
+                Refusal::Forbidden,
+                &format!("Only members may write to group {group:?}."),
+            );
+        }
+        Err(Refused::Sender(e)) => {
+            tracing::info!(from = %sub.origin, reason = e.code(), "IM sender refused");
+            return refuse(
+                Refusal::Forbidden,
+                "You are not allowed to send messages through this gateway.",
             );
         }
     };

@@ -79,6 +79,8 @@ pub enum Refusal {
     Unavailable,
     /// The gateway could not store the message.
     Internal,
+    /// The sender may not send this (not in the directory, not a member of the group).
+    Forbidden,
 }
 
 impl Domain {
@@ -417,6 +419,7 @@ pub fn error_message(
         Refusal::Busy => (ErrorType::Wait, DefinedCondition::ResourceConstraint),
         Refusal::Unavailable => (ErrorType::Wait, DefinedCondition::ServiceUnavailable),
         Refusal::Internal => (ErrorType::Wait, DefinedCondition::InternalServerError),
+        Refusal::Forbidden => (ErrorType::Auth, DefinedCondition::Forbidden),
     };
     let mut m = Message::error(Some(user.clone()));
     m.from = Some(gateway_jid.clone());

@@ -13,6 +13,7 @@
 //! `writer` runs the group commit, `write` and `read` hold the SQL of each side, `schema`
 //! the tables, `prune` retention and erasure.
 
+mod directory;
 mod prune;
 mod read;
 mod schema;
@@ -30,6 +31,7 @@ use self::writer::{Msg, Reply, Req, Writer};
 use super::{Applied, Outcome, StoreError};
 use crate::address::Address;
 use crate::config::StoreConfig;
+use crate::directory::{BookEntry, Change, Table};
 use crate::message::SmsInfo;
 use crate::message::{Envelope, IdGen, MsgId, RecipientId, State, StatusReport};
 
@@ -167,6 +169,29 @@ impl SqliteStore {
             Reply::Deleted(d) => Ok(d),
             _ => Err(mismatch()),
         }
+    }
+
+    pub async fn write_directory(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        match self.call(Req::Directory(changes)).await? {
+            Reply::Unit => Ok(()),
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub async fn put_book_entry(&self, e: BookEntry) -> Result<bool, StoreError> {
+        match self.call(Req::BookEntry(e)).await? {
+            Reply::Existed(b) => Ok(b),
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub async fn directory_rows(&self) -> Result<Vec<(Table, String, String)>, StoreError> {
+        self.read(directory::rows).await
+    }
+
+    pub async fn address_book(&self, owner: &str) -> Result<Vec<BookEntry>, StoreError> {
+        let owner = owner.to_string();
+        self.read(move |c| directory::book(c, &owner)).await
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>

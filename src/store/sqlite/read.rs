@@ -15,7 +15,7 @@ use crate::store::StoreError;
 pub(super) fn load_envelope(c: &Connection, id: MsgId) -> Result<Option<Envelope>, StoreError> {
     let row = c
         .prepare_cached(
-            "SELECT kind, origin, client, client_ref, report_to, content, created_at, expires_at, note
+            "SELECT kind, origin, client, client_ref, report_to, content, created_at, expires_at, note, speaker
              FROM messages WHERE id = ?1",
         )?
         .query_row([id.0 as i64], |r| {
@@ -29,11 +29,22 @@ pub(super) fn load_envelope(c: &Connection, id: MsgId) -> Result<Option<Envelope
                 r.get::<_, i64>(6)?,
                 r.get::<_, i64>(7)?,
                 r.get::<_, Option<String>>(8)?,
+                r.get::<_, Option<String>>(9)?,
             ))
         })
         .optional()?;
-    let Some((kind, origin, client, client_ref, report_to, content, created_at, expires_at, note)) =
-        row
+    let Some((
+        kind,
+        origin,
+        client,
+        client_ref,
+        report_to,
+        content,
+        created_at,
+        expires_at,
+        note,
+        speaker,
+    )) = row
     else {
         return Ok(None);
     };
@@ -109,6 +120,10 @@ pub(super) fn load_envelope(c: &Connection, id: MsgId) -> Result<Option<Envelope
         created_at,
         expires_at,
         note,
+        speaker: speaker
+            .map(|a| Address::parse_stored(&a))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("speaker of {id}: {e}")))?,
     }))
 }
 

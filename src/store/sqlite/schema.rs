@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS messages (
     content TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
-    note TEXT
+    note TEXT,
+    speaker TEXT
 );
 CREATE TABLE IF NOT EXISTS recipients (
     msg_id INTEGER NOT NULL,
@@ -57,8 +58,21 @@ CREATE TABLE IF NOT EXISTS reply_routes (
 /// Creates what is missing: the tables, then the columns and indexes added since.
 pub(super) fn create(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(super::directory::SCHEMA)?;
     add_sms_columns(conn)?;
+    add_speaker_column(conn)?;
     super::prune::add_columns(conn)?;
+    Ok(())
+}
+
+/// Databases made before members could speak as a group get the `speaker` column.
+fn add_speaker_column(c: &Connection) -> Result<(), StoreError> {
+    let has: bool = c
+        .prepare("SELECT 1 FROM pragma_table_info('messages') WHERE name = 'speaker'")?
+        .exists([])?;
+    if !has {
+        c.execute_batch("ALTER TABLE messages ADD COLUMN speaker TEXT")?;
+    }
     Ok(())
 }
 

@@ -16,8 +16,8 @@ pub(super) fn insert_envelope(c: &Connection, env: &Envelope) -> Result<(), Stor
     let content = serde_json::to_string(&env.content)
         .map_err(|e| StoreError::Corrupt(format!("cannot encode content: {e}")))?;
     c.prepare_cached(
-        "INSERT INTO messages (id, kind, origin, client, client_ref, report_to, content, created_at, expires_at, note)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO messages (id, kind, origin, client, client_ref, report_to, content, created_at, expires_at, note, speaker)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         env.id.0 as i64,
@@ -30,6 +30,7 @@ pub(super) fn insert_envelope(c: &Connection, env: &Envelope) -> Result<(), Stor
         env.created_at,
         env.expires_at,
         env.note,
+        env.speaker.as_ref().map(|a| a.to_string()),
     ])?;
     let mut st = c.prepare_cached(
         "INSERT INTO recipients (msg_id, idx, address, state, attempts, next_attempt_at, last_error, remote_id, updated_at, correlator)
@@ -171,6 +172,7 @@ pub(super) fn delay_reports(
                 created_at: now,
                 expires_at: now + report_ttl_ms,
                 note: None,
+                speaker: None,
             };
             insert_envelope(c, &env)?;
             c.prepare_cached(
@@ -285,6 +287,7 @@ pub(super) fn apply(
             created_at: now,
             expires_at: now + report_ttl_ms,
             note: None,
+            speaker: None,
         };
         insert_envelope(c, &env)?;
         c.prepare_cached("UPDATE recipients SET reported = ?3 WHERE msg_id = ?1 AND idx = ?2")?

@@ -7,8 +7,9 @@ use std::time::Instant;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{mismatch, prune, write};
+use super::{directory, mismatch, prune, write};
 use crate::address::Address;
+use crate::directory::{BookEntry, Change};
 use crate::message::SmsInfo;
 use crate::message::{Envelope, IdGen, RecipientId};
 use crate::store::{Applied, Outcome, StoreError, retention::Deleted};
@@ -23,6 +24,8 @@ pub(super) enum Req {
     DelayReports(i64, usize),
     Prune(Option<i64>, Option<i64>, usize),
     Erase(Address),
+    Directory(Vec<Change>),
+    BookEntry(BookEntry),
 }
 
 /// The answer to a [`Req`], sent after the commit.
@@ -33,6 +36,7 @@ pub(super) enum Reply {
     Count(usize),
     Ext(u32),
     Deleted(Deleted),
+    Existed(bool),
 }
 
 /// What the writer thread receives.
@@ -172,5 +176,7 @@ fn exec(c: &Connection, req: &Req, ids: &IdGen, report_ttl_ms: i64) -> Result<Re
             prune::prune(c, *finished, *idle, *batch).map(Reply::Deleted)
         }
         Req::Erase(addr) => prune::erase(c, addr).map(Reply::Deleted),
+        Req::Directory(changes) => directory::write(c, changes).map(|()| Reply::Unit),
+        Req::BookEntry(e) => directory::put_book_entry(c, e).map(Reply::Existed),
     }
 }
