@@ -691,9 +691,11 @@ async fn mail_reaches_im_users_and_groups_and_im_reaches_mail() {
         cfg.mail.smarthost = sink.addr.to_string();
         cfg.directory.groups = vec![GroupConfig {
             name: "team42".into(),
+            // Mail to a group is spoken as the group: bob must be a member.
             members: vec![
                 "sms:+8613800000050".into(),
                 "im:carol@im.example.org".into(),
+                "mail:bob@example.com".into(),
             ],
         }];
     })
@@ -737,7 +739,10 @@ async fn mail_reaches_im_users_and_groups_and_im_reaches_mail() {
     )
     .await;
     assert_eq!(code, 0, "{out}");
-    sms_to(&h, "+8613800000050", |t| t == "All hands: now").await;
+    sms_to(&h, "+8613800000050", |t| {
+        t == "team42 / bob@example.com: All hands: now"
+    })
+    .await;
     h.hooks
         .wait("im", "the group mail at carol", |v| {
             v["to"] == "im:carol@im.example.org"

@@ -593,3 +593,81 @@ fn shipped_configs_enable_a_callback_credential() {
         );
     }
 }
+
+/// The directory for the MO sender checks: al (+8613800000002) is in group crew; the
+/// forged MO's sender (+8613800000001) is nobody.
+fn crew(cfg: &mut Config) {
+    seed_directory(
+        cfg,
+        json!({
+            "users": {"al": {"name": "Al", "addresses": ["sms:+8613800000002"]}},
+            "groups": {"crew": {"name": "Crew", "members": [{"user": "al"}, {"address": "sms:+8613800000003"}]}}
+        }),
+    );
+}
+
+#[tokio::test]
+async fn mo_from_outside_a_restricted_directory_or_from_a_non_member_gets_a_policy_fault() {
+    let refused = |m: &str, reason: &str| {
+        metric(
+            m,
+            &format!("switchboard_messages_refused_total{{stage=\"auth\",reason=\"{reason}\"}}"),
+        )
+    };
+    let h = Harness::start(|cfg, _| {
+        cfg.directory.mo_senders = "known".into();
+        crew(cfg);
+    })
+    .await;
+    let before = refused(&h.metrics().await, "unknown_sender");
+    let (status, body) = h.soap(forged_mo("im:alice@im.example.org hello")).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("POL0001"), "{body}");
+    assert!(body.contains("is not in the directory"), "{body}");
+    assert_eq!(h.stored_messages(), 0, "a refused MO is not stored");
+    assert_eq!(refused(&h.metrics().await, "unknown_sender"), before + 1);
+    h.stop().await;
+
+    // Any phone may send MO, but only members write to a group (spoken as the group).
+    let h = Harness::start(|cfg, _| crew(cfg)).await;
+    let before = refused(&h.metrics().await, "not_a_member");
+    let (status, body) = h.soap(forged_mo("group:crew free SMS for all")).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("POL0001") && body.contains("not a member"),
+        "{body}"
+    );
+    assert_eq!(h.stored_messages(), 0);
+    assert_eq!(refused(&h.metrics().await, "not_a_member"), before + 1);
+    // A member's MO to the group reaches the other member, from the group.
+    let member = parlayx::encode_notify_sms_reception(
+        Version::V2_2,
+        "1",
+        "group:crew standup in 5",
+        "tel:+8613800000002",
+        "tel:10658000",
+        None,
+    );
+    let (status, body) = h.soap(member).await;
+    assert_eq!(status, 200, "{body}");
+    let sent = wait_for(Duration::from_secs(10), "the group SMS", || {
+        let found = h
+            .sim
+            .sim
+            .messages()
+            .into_iter()
+            .find(|m| m.addresses == vec!["tel:+8613800000003".to_string()]);
+        async move { found }
+    })
+    .await;
+    assert!(sent.message.ends_with("standup in 5"), "{}", sent.message);
+    assert!(
+        h.sim
+            .sim
+            .messages()
+            .iter()
+            .all(|m| m.addresses != vec!["tel:+8613800000002".to_string()]),
+        "the speaker is not sent their own message"
+    );
+    h.stop().await;
+}

@@ -84,7 +84,11 @@ async fn setup(tweak: impl FnOnce(&mut Config)) -> Option<(Prosody, Harness, Use
     capture_logs();
     let p = Prosody::start(
         &[("sms.localhost", SECRET), ("mail.localhost", MAIL_SECRET)],
-        &[("alice", "alicepw"), ("carol", "carolpw")],
+        &[
+            ("alice", "alicepw"),
+            ("carol", "carolpw"),
+            ("mallory", "mallorypw"),
+        ],
     )
     .await;
     let x = xmpp_config(
@@ -98,6 +102,14 @@ async fn setup(tweak: impl FnOnce(&mut Config)) -> Option<(Prosody, Harness, Use
     let h = Harness::start(|cfg, _| {
         cfg.xmpp = Some(x);
         cfg.im.domains = vec!["localhost".into()];
+        // XMPP senders must be directory users; mallory is registered on the server only.
+        seed_directory(
+            cfg,
+            json!({"users": {
+                "alice": {"name": "Alice", "addresses": ["im:alice@localhost"]},
+                "carol": {"name": "Carol", "addresses": ["im:carol@localhost"]},
+            }}),
+        );
         tweak(cfg);
     })
     .await;
@@ -166,6 +178,40 @@ async fn a_message_to_a_phone_is_sent_and_the_receipt_follows_the_sms_receipt() 
         .await;
     assert_eq!(got["from"], PHONE_JID);
     assert_eq!(got["type"], "chat");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_im_user_not_in_the_directory_is_refused_with_an_error_stanza() {
+    let Some((p, h, _alice)) = setup(|_| {}).await else {
+        return;
+    };
+    let mut mallory = User::login(&p, "mallory", "mallorypw").await;
+    mallory.cmd(json!({"cmd": "send", "to": PHONE_JID, "body": "free SMS?", "id": "x-1"}));
+    let err = mallory.wait("error", |e| e["id"] == "x-1").await;
+    assert_eq!(err["condition"], "forbidden", "{err}");
+    assert_eq!(
+        h.stored_messages(),
+        0,
+        "nothing is stored for a refused sender"
+    );
+    let page = h.metrics().await;
+    assert_eq!(
+        metric(
+            &page,
+            r#"switchboard_messages_refused_total{stage="auth",reason="unknown_sender"}"#
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    assert!(
+        h.sim
+            .sim
+            .messages()
+            .iter()
+            .all(|m| m.message != "free SMS?"),
+        "no SMS went out"
+    );
     h.stop().await;
 }
 

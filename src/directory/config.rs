@@ -121,6 +121,9 @@ impl DirectoryConfig {
                 }
             }
         }
+        if let Err(err) = self.check_file() {
+            e.push(err);
+        }
         for g in &self.groups {
             if let Some(path) = cycle_from(&edges, &g.name) {
                 e.push(format!(
@@ -131,6 +134,21 @@ impl DirectoryConfig {
             }
         }
         e
+    }
+}
+
+impl DirectoryConfig {
+    /// `directory.file` reads, and its users and groups (with `[[directory.groups]]`) go
+    /// into an empty directory: unknown members, taken addresses and cycles are named.
+    fn check_file(&self) -> Result<(), String> {
+        if self.file.is_none() {
+            return Ok(());
+        }
+        let (users, groups) = super::Directory::seed_records(self)?;
+        super::Snapshot::default()
+            .seed(users, groups)
+            .map(|_| ())
+            .map_err(|e| format!("directory.file: {}", e.message))
     }
 }
 

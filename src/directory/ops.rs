@@ -670,6 +670,21 @@ impl Snapshot {
                 }
             }
             if next.len() == before {
+                // Groups that wait on each other form a cycle: say so, with its path.
+                let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+                for g in &next {
+                    for m in &g.members {
+                        if let Member::Group(inner) = m {
+                            edges.entry(g.id.as_str()).or_default().push(inner.as_str());
+                        }
+                    }
+                }
+                if let Some(path) = next.iter().find_map(|g| cycle_from(&edges, &g.id)) {
+                    return Err(DirError::new(
+                        "cycle",
+                        format!("groups {} would form a cycle", path.join(" → ")),
+                    ));
+                }
                 return Err(last_err.unwrap_or_else(|| DirError::new("invalid", "groups")));
             }
             pending = next;

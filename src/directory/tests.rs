@@ -371,3 +371,43 @@ fn the_config_explains_a_cycle() {
     assert!(e.iter().any(|e| e.contains("a → b → a")), "{e:?}");
     assert!(e.iter().any(|e| e.contains("neither a person")), "{e:?}");
 }
+
+#[test]
+fn the_seed_file_is_checked_like_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.json");
+    std::fs::write(
+        &path,
+        r#"{"users": {"al": {"name": "Al", "addresses": ["sms:+8613800000001"]}},
+            "groups": {"a": {"name": "A", "members": [{"user": "al"}, {"group": "b"}]},
+                       "b": {"name": "B", "members": [{"group": "a"}]}}}"#,
+    )
+    .unwrap();
+    let cfg = DirectoryConfig {
+        file: Some(path.clone()),
+        ..DirectoryConfig::default()
+    };
+    let e = cfg.validate();
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("directory.file: ") && e.contains("a → b → a")),
+        "{e:?}"
+    );
+    std::fs::write(
+        &path,
+        r#"{"users": {"al": {"name": "Al", "addresses": []}}}"#,
+    )
+    .unwrap();
+    assert!(cfg.validate().iter().any(|e| e.contains("1-16 addresses")));
+    std::fs::write(
+        &path,
+        r#"{"users": {"al": {"name": "Al", "addresses": ["sms:+8613800000001"]}},
+            "groups": {"a": {"name": "A", "members": [{"user": "al"}]},
+                       "b": {"name": "B", "members": [{"group": "a"}]}}}"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.validate(), Vec::<String>::new());
+    let (users, groups) = Directory::seed_records(&cfg).unwrap();
+    let plan = Snapshot::default().seed(users, groups).unwrap();
+    assert_eq!(plan.snap.people("b").len(), 1);
+}

@@ -91,6 +91,20 @@ pub fn test_config(dir: &Path) -> Config {
     cfg
 }
 
+/// Puts users and groups into the gateway's directory at start: writes `seed` (the
+/// `[directory] file` form, `{"users": {id: user}, "groups": {id: group}}`) beside the store
+/// and points `directory.file` at it.
+pub fn seed_directory(cfg: &mut Config, seed: Value) {
+    let path = cfg
+        .store
+        .path
+        .parent()
+        .expect("the store lives in a directory")
+        .join("directory-seed.json");
+    std::fs::write(&path, seed.to_string()).unwrap();
+    cfg.directory.file = Some(path);
+}
+
 /// What the webhook receiver recorded: `(path, body)` in arrival order.
 type Posted = Arc<Mutex<Vec<(String, Value)>>>;
 

@@ -176,8 +176,8 @@ fn known(inbound: &Inbound, addr: &Address) -> bool {
     }
 }
 
-/// Whether an MO may go to `addr`: anything but a phone or a group, or a phone when relaying
-/// is on and the number is under one of the relay networks. Counts and notes a refusal.
+/// Whether an MO may go to `addr`: anything but a phone, or a phone when relaying is on and
+/// the number is under one of the relay networks. Counts and notes a refusal.
 fn relay_allowed(cfg: &MoConfig, addr: &Address, route: Route, refused: &mut bool) -> bool {
     let ok = match addr {
         Address::Sms(n) => {
@@ -187,8 +187,9 @@ fn relay_allowed(cfg: &MoConfig, addr: &Address, route: Route, refused: &mut boo
                     .iter()
                     .any(|p| !p.is_empty() && n.starts_with(p.as_str()))
         }
-        // A group's members may be phones: its expansion is not checked against the networks.
-        Address::Group(_) => cfg.relay_to_phones,
+        // A phone writing to a group speaks as that group, which the directory allows its
+        // members only (`Intake::resolve`); members are the group's to reach.
+        Address::Group(_) => true,
         _ => true,
     };
     if !ok {
@@ -216,7 +217,7 @@ mod tests {
         let off = MoConfig::default();
         assert!(!relay_allowed(&off, &phone, Route::FirstWord, &mut refused));
         assert!(refused);
-        assert!(!relay_allowed(
+        assert!(relay_allowed(
             &off,
             &Address::Group("all".into()),
             Route::FirstWord,

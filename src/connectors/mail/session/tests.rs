@@ -33,7 +33,11 @@ fn gateway(edit: impl FnOnce(&mut Config)) -> Gateway {
     cfg.store.path = dir.path().join("sb.db");
     cfg.directory.groups = vec![GroupConfig {
         name: "team".into(),
-        members: vec!["sms:+8613800000001".into(), "mail:bob@example.com".into()],
+        members: vec![
+            "sms:+8613800000001".into(),
+            "mail:bob@example.com".into(),
+            "mail:alice@example.com".into(),
+        ],
     }];
     cfg.mail.max_recipients = 3;
     edit(&mut cfg);
@@ -110,6 +114,33 @@ async fn rcpt_refuses_relaying_unknown_groups_and_too_many() {
 }
 
 #[tokio::test]
+async fn only_members_may_write_to_a_group_and_known_senders_are_enforced() {
+    let gw = gateway(|_| {});
+    let r = talk(
+        &gw,
+        "EHLO client.example.com\r\n\
+         MAIL FROM:<mallory@example.com>\r\n\
+         RCPT TO:<team@groups.example.org>\r\n\
+         QUIT\r\n",
+    )
+    .await;
+    assert_eq!(
+        with(&r, "550"),
+        ["550 5.7.1 <team@groups.example.org>: only members may write to this group"],
+        "{r:?}"
+    );
+    let gw = gateway(|cfg| cfg.directory.mail_senders = "known".into());
+    let r = talk(
+        &gw,
+        "EHLO client.example.com\r\n\
+         MAIL FROM:<mallory@example.com>\r\n\
+         QUIT\r\n",
+    )
+    .await;
+    assert_eq!(with(&r, "550"), ["550 5.7.1 Sender not allowed"], "{r:?}");
+}
+
+#[tokio::test]
 async fn data_commits_the_message_with_groups_expanded() {
     let gw = gateway(|_| {});
     let r = talk(
@@ -148,7 +179,12 @@ async fn data_commits_the_message_with_groups_expanded() {
             "im:carol@im.example.net"
         ]
     );
-    assert_eq!(env.origin.to_string(), "mail:alice@example.com");
+    // Alice is a member: she speaks as the group, and is not sent her own mail.
+    assert_eq!(env.origin.to_string(), "group:team");
+    assert_eq!(
+        env.speaker.as_ref().map(|a| a.to_string()).as_deref(),
+        Some("mail:alice@example.com")
+    );
     assert_eq!(env.client, "smtp");
     let mail = env.content.mail.as_ref().unwrap();
     // Each member keeps the DSN request of the RCPT that named its group.
