@@ -199,3 +199,108 @@ async fn kill9_under_load_loses_nothing_acknowledged() {
         .await;
     }
 }
+
+/// The directory and a group's fan-out that was in flight survive `kill -9`: groups put in
+/// by the start-up file are still there after a restart without it, and every person of a
+/// nested group gets the message that was acknowledged before the kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_keeps_the_directory_and_a_fan_out_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // The SDP fails every sendSms until told otherwise: at the kill, the fan-out waits.
+    let sim = Sim::start(SimConfig {
+        notify_url: Some(format!("http://127.0.0.1:{port}{NOTIFY_PATH}")),
+        send_receipts: false,
+        transient_error_rate: 1.0,
+        callbacks: sim_callbacks(),
+        ..SimConfig::default()
+    })
+    .await;
+    let mut cfg = test_config(dir.path());
+    cfg.http.listen = format!("127.0.0.1:{port}");
+    cfg.sdp.send_sms_url = sim.send_sms_url();
+    cfg.store.synchronous = "full".into();
+    seed_directory(
+        &mut cfg,
+        json!({
+            "users": {
+                "al": {"name": "Al", "addresses": ["sms:+8613900000001"]},
+                "bo": {"name": "Bo", "addresses": ["sms:+8613900000002", "mail:bo@example.com"]}
+            },
+            "groups": {
+                "inner": {"name": "Inner", "members": [{"user": "al"}, {"user": "bo"}]},
+                "outer": {"name": "Outer", "members": [{"group": "inner"}, {"address": "sms:+8613900000003"}, {"user": "al"}]}
+            }
+        }),
+    );
+    let mut gw = ChildGateway::spawn(&cfg).await;
+    let http = reqwest::Client::new();
+    let submit = |base: String, text: &'static str| {
+        let http = http.clone();
+        async move {
+            http.post(format!("{base}/v1/messages"))
+                .bearer_auth(TOKEN)
+                .json(&json!({"from": "app:news", "to": ["group:outer"], "text": text}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = submit(gw.base.clone(), "before the kill").await;
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let v: Value = r.json().await.unwrap();
+    let to: Vec<&str> = v["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["address"].as_str().unwrap())
+        .collect();
+    // Each person once (al is in both groups), at their first address.
+    assert_eq!(
+        to,
+        ["sms:+8613900000001", "sms:+8613900000002", "sms:+8613900000003"]
+    );
+    // The SDP has been tried (and failed) before the kill.
+    wait_for(Duration::from_secs(10), "a failed sendSms", || {
+        let n = sim.sim.stats().transient_errors;
+        async move { (n > 0).then_some(()) }
+    })
+    .await;
+    gw.kill9();
+
+    // Restart without the start-up file: the directory comes from the store.
+    cfg.directory.file = None;
+    sim.control(json!({"transient_error_rate": 0.0})).await;
+    let gw = ChildGateway::spawn(&cfg).await;
+    let r = submit(gw.base.clone(), "after the restart").await;
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::ACCEPTED,
+        "the group is still known"
+    );
+    for text in ["before the kill", "after the restart"] {
+        let got = wait_for(Duration::from_secs(20), text, || {
+            let mut to: Vec<String> = sim
+                .sim
+                .messages()
+                .into_iter()
+                .filter(|m| m.message == text)
+                .flat_map(|m| m.addresses)
+                .collect();
+            to.sort();
+            to.dedup();
+            async move { (to.len() == 3).then_some(to) }
+        })
+        .await;
+        assert_eq!(
+            got,
+            [
+                "tel:+8613900000001",
+                "tel:+8613900000002",
+                "tel:+8613900000003"
+            ],
+            "{text}"
+        );
+    }
+    drop(gw);
+}
