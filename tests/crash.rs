@@ -258,7 +258,11 @@ async fn kill9_keeps_the_directory_and_a_fan_out_in_flight() {
     // Each person once (al is in both groups), at their first address.
     assert_eq!(
         to,
-        ["sms:+8613900000001", "sms:+8613900000002", "sms:+8613900000003"]
+        [
+            "sms:+8613900000001",
+            "sms:+8613900000002",
+            "sms:+8613900000003"
+        ]
     );
     // The SDP has been tried (and failed) before the kill.
     wait_for(Duration::from_secs(10), "a failed sendSms", || {

@@ -1029,3 +1029,83 @@ async fn long_body_lines_are_refused_and_a_stalled_data_phase_times_out() {
     assert_eq!(count_rows(&h.cfg.store.path, "messages"), 1);
     h.stop().await;
 }
+
+/// `[directory] mail_senders = "known"`: swaks from an address no user has is refused at
+/// `MAIL FROM` with 550 5.7.1, counted, and nothing is stored; a user's address is taken.
+/// Mail to a group from somebody outside it is refused at `RCPT`.
+#[tokio::test]
+async fn mail_senders_outside_the_directory_and_non_members_are_refused() {
+    if swaks_bin().is_none() {
+        return;
+    }
+    let (h, smtp) = mail_gateway(|cfg, _| {
+        cfg.directory.mail_senders = "known".into();
+        seed_directory(
+            cfg,
+            json!({
+                "users": {"bob": {"name": "Bob", "addresses": ["mail:bob@example.com"]}},
+                "groups": {"crew": {"name": "Crew", "members": [{"address": "sms:+8613800000061"}]}}
+            }),
+        );
+    })
+    .await;
+    let refused = |page: &str, reason: &str| -> u64 {
+        let key =
+            format!("switchboard_messages_refused_total{{stage=\"receive\",reason=\"{reason}\"}} ");
+        page.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let before = refused(&h.metrics().await, "unknown_sender");
+    let (code, out) = swaks(
+        smtp,
+        &[
+            "--from",
+            "mallory@example.net",
+            "--to",
+            "8613800000060@sms.example.org",
+            "--body",
+            "free SMS",
+        ],
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("550 5.7.1 Sender not allowed"), "{out}");
+    assert_eq!(refused(&h.metrics().await, "unknown_sender"), before + 1);
+
+    // Bob is a user: his mail to a phone is taken, his mail to a group he is not in is not.
+    let (code, out) = swaks(
+        smtp,
+        &[
+            "--from",
+            "bob@example.com",
+            "--to",
+            "crew@groups.example.org",
+            "--body",
+            "hello crew",
+        ],
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("550 5.7.1 <crew@groups.example.org>: only members may write to this group"),
+        "{out}"
+    );
+    assert_eq!(h.stored_messages(), 0, "nothing refused is stored");
+    let (code, out) = swaks(
+        smtp,
+        &[
+            "--from",
+            "bob@example.com",
+            "--to",
+            "8613800000060@sms.example.org",
+            "--body",
+            "fine",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    sms_to(&h, "+8613800000060", |t| t.ends_with("fine")).await;
+    h.stop().await;
+}
