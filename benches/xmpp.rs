@@ -85,9 +85,20 @@ async fn run(a: Args) -> ExitCode {
         }],
         ..XmppConfig::default()
     };
+    // The bench's users are directory users, as XMPP senders must be.
+    let seed_users: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .map(|n| {
+            (
+                n.clone(),
+                json!({"name": n, "addresses": [format!("im:{n}@localhost")]}),
+            )
+        })
+        .collect();
     let h = Harness::start(|cfg, sim| {
         cfg.xmpp = Some(x);
         cfg.im.domains = vec!["localhost".into()];
+        common::seed_directory(cfg, json!({ "users": seed_users }));
         cfg.log.level = "error".into();
         sim.receipt_delay_ms = 10;
     })
