@@ -3,13 +3,15 @@
 //! The process stage first has every attachment scanned ([`scan`]) and the message checked
 //! for spam ([`spam`]); then, for phones, media go as one MMS ([`mms`]) and text is shaped
 //! by [`shape_sms`] (encoding, parts, the overflow policy). The shape travels with the
-//! delivery and is recorded with its outcome.
+//! delivery and is recorded with its outcome. A message a member spoke as a group is shown
+//! as from the group on every network ([`voice`]).
 
 pub mod media;
 pub mod mms;
 pub mod scan;
 pub mod sms;
 pub mod spam;
+pub mod voice;
 
 use serde::{Deserialize, Serialize};
 

@@ -69,6 +69,9 @@ pub struct Delivery {
     pub sms: Option<Arc<crate::content::SmsShape>>,
     /// To a phone as MMS: the text and media after the size policy (`[content.mms]`).
     pub mms: Option<Arc<crate::content::mms::MmsPlan>>,
+    /// A message a member spoke as a group: the names the sinks show it with (the SMS and
+    /// MMS text already begin with them).
+    pub voice: Option<Arc<crate::content::voice::Voice>>,
     /// The envelope's share of the byte budget (see [`Job::budget`]).
     pub budget: Option<BudgetPermit>,
 }

@@ -9,7 +9,9 @@
 //!   `content.check_concurrency` messages at once, in arrival order, then reshapes each
 //!   recipient's content for its channel (SMS parts, MMS plan), picks its sender (the
 //!   reply-routing sub-address for phones) and routes it to its channel's dispatch queue; a
-//!   channel with no sink holds its recipients in the store.
+//!   channel with no sink holds its recipients in the store. A message a member spoke as a
+//!   group goes to phones after `<group> / <member>: ` (counted in its SMS parts), and the
+//!   other sinks get the two names ([`Voice`](crate::content::voice::Voice)).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -274,6 +276,21 @@ async fn check(
 async fn route(ctx: &Arc<Ctx>, job: Job, txs: &HashMap<Channel, mpsc::Sender<Delivery>>) -> bool {
     {
         let env = &job.env;
+        // A member speaking as the group: named once for every recipient.
+        let voice = (env.kind == Kind::Message)
+            .then(|| {
+                crate::content::voice::Voice::of(&env.origin, env.speaker.as_ref(), |a| {
+                    ctx.directory.display_name(a)
+                })
+            })
+            .flatten()
+            .map(Arc::new);
+        // What phones are sent: the text after the group and speaker, if any, so that its
+        // SMS parts are counted with them.
+        let phone_text = match &voice {
+            Some(v) => std::borrow::Cow::Owned(v.prefixed(&env.content.text)),
+            None => std::borrow::Cow::Borrowed(env.content.text.as_str()),
+        };
         // The SMS shape depends only on the text: worked out once for all phone recipients.
         let mut sms_shape: Option<Result<Arc<crate::content::SmsShape>, String>> = None;
         // Media for phones go as one MMS when the SDP's MMS interface is configured.
@@ -284,7 +301,7 @@ async fn route(ctx: &Arc<Ctx>, job: Job, txs: &HashMap<Channel, mpsc::Sender<Del
                 .parts
                 .iter()
                 .any(|p| crate::content::mms::is_media(&p.content_type))
-                || crate::content::long_text_to_mms(&ctx.cfg.content.sms, &env.content.text));
+                || crate::content::long_text_to_mms(&ctx.cfg.content.sms, &phone_text));
         let mut mms_plan: Option<Result<Arc<crate::content::mms::MmsPlan>, String>> = None;
         for &idx in &job.idxs {
             let Some(rcpt) = env.recipient(idx) else {
@@ -318,12 +335,8 @@ async fn route(ctx: &Arc<Ctx>, job: Job, txs: &HashMap<Channel, mpsc::Sender<Del
             };
             let mms = if ch == Channel::Sms && as_mms {
                 let plan = mms_plan.get_or_insert_with(|| {
-                    crate::content::mms::plan(
-                        &ctx.cfg.content.mms,
-                        &env.content.text,
-                        &env.content.parts,
-                    )
-                    .map(Arc::new)
+                    crate::content::mms::plan(&ctx.cfg.content.mms, &phone_text, &env.content.parts)
+                        .map(Arc::new)
                 });
                 match plan {
                     Ok(p) => Some(p.clone()),
@@ -341,7 +354,7 @@ async fn route(ctx: &Arc<Ctx>, job: Job, txs: &HashMap<Channel, mpsc::Sender<Del
             };
             let sms = if ch == Channel::Sms && mms.is_none() {
                 let shape = sms_shape.get_or_insert_with(|| {
-                    crate::content::shape_sms(&ctx.cfg.content.sms, &env.content.text).map(Arc::new)
+                    crate::content::shape_sms(&ctx.cfg.content.sms, &phone_text).map(Arc::new)
                 });
                 match shape {
                     Ok(s) => Some(s.clone()),
@@ -363,6 +376,7 @@ async fn route(ctx: &Arc<Ctx>, job: Job, txs: &HashMap<Channel, mpsc::Sender<Del
                 sender,
                 sms,
                 mms,
+                voice: voice.clone(),
                 budget: job.budget.clone(),
             };
             if tx.send(d).await.is_err() {

@@ -15,7 +15,10 @@
 //! [`MailSink`] is the dispatch sink of the `mail` channel: a message becomes a mail from
 //! the origin's mapped address (`8613800000000@sms.example.org`), a status report for a mail
 //! origin becomes a DSN — if the sender asked for that outcome (`NOTIFY`), else it is
-//! settled without sending anything.
+//! settled without sending anything. A message a member spoke as a group comes from the
+//! group, the member named beside it, and replies go to the group:
+//! `From: "Team 42 (Alice)" <team42@groups.example.org>`,
+//! `Reply-To: <team42@groups.example.org>` ([`group_from`]).
 
 pub mod bounce;
 pub mod client;
@@ -39,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Sent, SinkError};
 use crate::address::{Address, MailDomains};
+use crate::content::voice::Voice;
 use crate::message::{Envelope, MailRcpt, MsgId, ReportBody};
 use crate::pipeline::{Intake, Messages};
 use config::MailConfig;
@@ -87,8 +91,14 @@ impl MailSink {
         })
     }
 
-    /// Delivers recipient `idx` of `env`: a message as a mail, a report as a DSN.
-    pub async fn deliver(&self, env: &Envelope, idx: u32) -> Result<Sent, SinkError> {
+    /// Delivers recipient `idx` of `env`: a message as a mail, a report as a DSN. `voice`:
+    /// the message was spoken as its group (origin) by a member.
+    pub async fn deliver(
+        &self,
+        env: &Envelope,
+        idx: u32,
+        voice: Option<&Voice>,
+    ) -> Result<Sent, SinkError> {
         let rcpt = env
             .recipient(idx)
             .ok_or_else(|| SinkError::Permanent(format!("no recipient {idx}")))?;
@@ -114,8 +124,12 @@ impl MailSink {
         };
         // The Message-ID's token, kept as the remote id, is what a bounce must repeat.
         let message_id = bounce::message_id(env.recipient_id(idx), &me.hostname);
-        let mut b = MessageBuilder::new()
-            .from(from.clone())
+        let mut b = MessageBuilder::new();
+        b = match voice {
+            Some(v) => group_from(b, v, &from),
+            None => b.from(from.clone()),
+        };
+        let mut b = b
             .to(to.clone())
             .subject(subject)
             .message_id(message_id.clone())
@@ -214,6 +228,18 @@ impl MailSink {
     }
 }
 
+/// The headers of a mail a member spoke as the group at `group_mail`: from the group, with
+/// the group's and the member's names as its display name, and replies to the group (where
+/// they reach every other member).
+pub fn group_from<'x>(
+    b: MessageBuilder<'x>,
+    voice: &Voice,
+    group_mail: &str,
+) -> MessageBuilder<'x> {
+    b.from((voice.mail_name(), group_mail.to_string()))
+        .reply_to(group_mail.to_string())
+}
+
 /// Makes the `delayed` reports that have come due, until `stop`. The due times live in the
 /// store, so a restart neither loses nor repeats them.
 pub async fn delay_reporter(intake: Intake, wait_ms: u64, stop: CancellationToken) {
@@ -231,5 +257,55 @@ pub async fn delay_reporter(intake: Intake, wait_ms: u64, stop: CancellationToke
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_mail_is_from_the_group_and_answered_to_it() {
+        let v = Voice {
+            group: "Team 42".into(),
+            speaker: "Alice".into(),
+        };
+        let bytes = group_from(MessageBuilder::new(), &v, "team42@groups.example.org")
+            .to("bob@example.com")
+            .subject("hi")
+            .text_body("hello")
+            .write_to_vec()
+            .unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.contains("From: \"Team 42 (Alice)\" <team42@groups.example.org>\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Reply-To: <team42@groups.example.org>\r\n"),
+            "{text}"
+        );
+        let parsed = mail_parser::MessageParser::default().parse(&text).unwrap();
+        let from = parsed.from().and_then(|f| f.first()).unwrap();
+        assert_eq!(from.name(), Some("Team 42 (Alice)"));
+        assert_eq!(from.address(), Some("team42@groups.example.org"));
+    }
+
+    #[test]
+    fn a_speaker_name_outside_ascii_is_encoded() {
+        let v = Voice {
+            group: "Équipe \"42\"".into(),
+            speaker: "Zoë".into(),
+        };
+        let bytes = group_from(MessageBuilder::new(), &v, "team42@groups.example.org")
+            .to("bob@example.com")
+            .text_body("hello")
+            .write_to_vec()
+            .unwrap();
+        let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        let from = parsed.from().and_then(|f| f.first()).unwrap();
+        assert_eq!(from.name(), Some("Équipe \"42\" (Zoë)"));
+        let reply = parsed.reply_to().and_then(|f| f.first()).unwrap();
+        assert_eq!(reply.address(), Some("team42@groups.example.org"));
     }
 }

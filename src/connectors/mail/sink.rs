@@ -15,6 +15,6 @@ impl Sink for MailSink {
     }
 
     fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Result<Sent, SinkError>> {
-        Box::pin(MailSink::deliver(self, &d.env, d.idx))
+        Box::pin(MailSink::deliver(self, &d.env, d.idx, d.voice.as_deref()))
     }
 }

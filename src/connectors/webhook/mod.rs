@@ -1,5 +1,6 @@
 //! HTTP webhooks: messages for `im:` (and `app:`) recipients are POSTed as JSON to the IM
-//! server's URL; status reports are POSTed to the origin's `report_url`.
+//! server's URL; status reports are POSTed to the origin's `report_url`. A message a member
+//! spoke as a group is `"from":"group:team42"` with the member as `"speaker"`.
 //!
 //! Classification: 2xx is delivered; 408, 429 and 5xx and transport errors are temporary;
 //! every other status is permanent. Response bodies are not read beyond a small limit.
@@ -91,6 +92,9 @@ struct MessageBody<'a> {
     kind: &'static str,
     id: String,
     from: String,
+    /// The member who spoke as the group `from`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speaker: Option<String>,
     to: String,
     text: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,6 +158,7 @@ impl WebhookSink {
                     kind: "message",
                     id: env.recipient_id(idx).to_string(),
                     from: env.origin.to_string(),
+                    speaker: env.speaker.as_ref().map(|a| a.to_string()),
                     to: rcpt.address.to_string(),
                     text: &env.content.text,
                     subject: env.content.subject.as_deref(),

@@ -10,7 +10,10 @@
 //!   carrying a human text. Receipts and bounces for messages the gateway delivered are
 //!   recorded as status reports of their recipients.
 //! - Outbound ([`XmppSink`]): messages for `im:` recipients are sent from the JID that stands
-//!   for their origin, with the recipient id as stanza id and a receipt request; reports go
+//!   for their origin (a member speaking as a group: the group's JID with the member's name
+//!   as resource, [`speaking_jid`]; with no group component, from the first domain with the
+//!   text after `<group> / <member>: `), with the recipient id as stanza id and a receipt
+//!   request; reports go
 //!   back as `<received/>` (delivered, when a receipt was asked for) or as an error message
 //!   with `<recipient-unavailable/>` (failed, expired). A `sent` last word (the network
 //!   cannot tell) says nothing: a receipt would claim more than is known.
@@ -37,6 +40,7 @@ use stanzas::Domain;
 use super::{Sent, SinkError};
 use crate::address::{Address, Network};
 use crate::content::media::MediaLinks;
+use crate::content::voice::Voice;
 use crate::message::{Envelope, Kind, State, now_ms};
 use crate::pipeline::Intake;
 
@@ -170,8 +174,14 @@ impl XmppSink {
         })
     }
 
-    /// Hands recipient `idx` of `env` to the IM server.
-    pub async fn deliver(&self, env: &Envelope, idx: u32) -> Result<Sent, SinkError> {
+    /// Hands recipient `idx` of `env` to the IM server. `voice`: the message was spoken as
+    /// its group (origin) by a member.
+    pub async fn deliver(
+        &self,
+        env: &Envelope,
+        idx: u32,
+        voice: Option<&Voice>,
+    ) -> Result<Sent, SinkError> {
         let rcpt = env
             .recipient(idx)
             .ok_or_else(|| SinkError::Permanent(format!("no recipient {idx}")))?;
@@ -215,10 +225,14 @@ impl XmppSink {
                 }
             }
             _ => {
-                let mut text = if mapped {
-                    env.content.text.clone()
-                } else {
-                    format!("{}: {}", env.origin, env.content.text)
+                let mut text = match (mapped, voice) {
+                    (true, _) => env.content.text.clone(),
+                    (false, Some(v)) => v.prefixed(&env.content.text),
+                    (false, None) => format!("{}: {}", env.origin, env.content.text),
+                };
+                let from = match voice {
+                    Some(v) if mapped => speaking_jid(&from, v),
+                    _ => from,
                 };
                 if let Some(subject) = &env.content.subject {
                     text = if text.is_empty() {
@@ -296,6 +310,13 @@ impl XmppSink {
     }
 }
 
+/// The JID a member speaks as the group from: the group's JID with the member's name as
+/// its resource (`team42@groups.example.org/Alice`); the bare group JID if that name makes
+/// no valid JID.
+pub fn speaking_jid(group: &Jid, voice: &Voice) -> Jid {
+    Jid::new(&format!("{}/{}", group.to_bare(), voice.resource())).unwrap_or_else(|_| group.clone())
+}
+
 impl Links {
     /// Starts one task per link on `tracker`; each stops when `shutdown` is cancelled.
     pub fn start(self, intake: Intake, tracker: &TaskTracker, shutdown: CancellationToken) {
@@ -348,6 +369,31 @@ impl crate::pipeline::Sink for XmppSink {
         &'a self,
         d: &'a crate::pipeline::Delivery,
     ) -> futures::future::BoxFuture<'a, Result<Sent, SinkError>> {
-        Box::pin(XmppSink::deliver(self, &d.env, d.idx))
+        Box::pin(XmppSink::deliver(self, &d.env, d.idx, d.voice.as_deref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_speaks_from_the_group_jid_with_their_name_as_resource() {
+        let group = Jid::new("team42@groups.example.org").unwrap();
+        let v = Voice {
+            group: "Team 42".into(),
+            speaker: "Alice  Smith\n".into(),
+        };
+        assert_eq!(
+            speaking_jid(&group, &v).to_string(),
+            "team42@groups.example.org/Alice Smith"
+        );
+        let v = Voice {
+            group: "Team 42".into(),
+            speaker: "Zoë\u{7}".into(),
+        };
+        let jid = speaking_jid(&group, &v);
+        assert_eq!(jid.resource().map(|r| r.as_str()), Some("Zoë"));
+        assert_eq!(jid.to_bare().to_string(), "team42@groups.example.org");
     }
 }
