@@ -60,6 +60,13 @@ fn user(name: &str, addresses: &[&str]) -> Value {
     json!({"name": name, "addresses": addresses, "friends": []})
 }
 
+/// A join request that must be made; its id.
+async fn join(h: &Harness, group: &str, body: Value) -> String {
+    let (status, req) = post(h, &format!("/v1/groups/{group}/join-requests"), body).await;
+    assert_eq!(status, 201, "{req}");
+    req["id"].as_str().unwrap().to_string()
+}
+
 /// Rows of the store's `directory` table.
 fn directory_rows(h: &Harness) -> i64 {
     count_rows(&h.cfg.store.path, "directory")
@@ -592,7 +599,9 @@ async fn join_requests_tell_the_admins_and_the_requester() {
         "not_found",
     );
 
-    // Asked again and approved (with no body): Carol is told and listed.
+    // Asked twice more, one approved (with no body): Carol is told and listed once; the
+    // other request may no longer be approved.
+    let spare = join(&h, "team", json!({"user": "carol"})).await;
     let (status, req) = post(
         &h,
         "/v1/groups/team/join-requests",
@@ -630,6 +639,20 @@ async fn join_requests_tell_the_admins_and_the_requester() {
         .await,
         400,
         "already_member",
+    );
+    refused(
+        post(
+            &h,
+            &format!("/v1/groups/team/join-requests/{spare}/approve"),
+            json!({}),
+        )
+        .await,
+        400,
+        "already_member",
+    );
+    assert_eq!(
+        get(&h, "/v1/groups/team").await.1["members"],
+        json!([{"user": "carol"}])
     );
 
     // A group asks, by someone who may not speak for it, then by its creator.
