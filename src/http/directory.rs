@@ -15,7 +15,8 @@
 //! - `POST /v1/groups/{id}/join-requests` `{"user": id}` (the user asks) or `{"group": id,
 //!   "by": id}` (a creator or admin of that group asks for it): `201` with the request
 //!   `{id, group, member, by, state: "pending", created_at}`; the group's creator and admins
-//!   are told.
+//!   are told. Neither or both of `user` and `group`, or a group with no `by`, is
+//!   `400 invalid_request`.
 //! - `POST /v1/groups/{id}/join-requests/{rid}/approve` and `…/refuse` (no body, or `{}`):
 //!   `200` with the request decided; the requester is told, and when a group joins, every
 //!   person inside it. `404 not_found`; `409 already_decided`.
