@@ -541,6 +541,16 @@ impl Snapshot {
         let mut groups = self.groups.clone();
         let requester = self.user_reach(&req.by);
         if approve {
+            if g.members.contains(&req.member) {
+                return Err(DirError::new(
+                    "already_member",
+                    format!(
+                        "{} {:?} is already in group {group:?}",
+                        req.member.kind(),
+                        name_of(&req.member)
+                    ),
+                ));
+            }
             let mut ng = g.clone();
             ng.members.push(req.member.clone());
             let limit = effective_limit(&ng);

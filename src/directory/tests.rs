@@ -275,6 +275,33 @@ fn join_requests_tell_the_admins_then_the_requester() {
 }
 
 #[test]
+fn a_second_request_for_a_member_is_not_approved() {
+    let s = nested();
+    let s = s
+        .put_user("carol", user("", "Carol", &["sms:+8613800000005"]), true)
+        .unwrap()
+        .snap;
+    let carol = Member::User("carol".into());
+    let s = s
+        .request_join("A", carol.clone(), "carol", "r1", 1)
+        .unwrap()
+        .snap;
+    let s = s
+        .request_join("A", carol.clone(), "carol", "r2", 1)
+        .unwrap()
+        .snap;
+    let s = s.decide("A", "r1", true).unwrap().snap;
+    assert_eq!(
+        s.decide("A", "r2", true).unwrap_err().code,
+        "already_member"
+    );
+    let listed = s.groups["A"].members.iter().filter(|m| **m == carol);
+    assert_eq!(listed.count(), 1);
+    // Refusing it is still possible.
+    assert!(s.decide("A", "r2", false).is_ok());
+}
+
+#[test]
 fn a_group_joining_tells_every_person_inside() {
     let s = nested();
     let mut a = s.groups["A"].clone();

@@ -1,7 +1,8 @@
 //! The HTTP server: the submit API (`/v1/messages`), signed media links (`/media`), the
-//! admin API, `/metrics`, `/healthz` and `/readyz`, with the connectors' callback routes
-//! (the SDP's notifications) merged in; the callbacks and the admin API optionally on
-//! listeners of their own ([`routers`]). Connections, timeouts and TLS: [`listener`].
+//! admin API (erasure, any message, and the directory: users, groups, join requests),
+//! `/metrics`, `/healthz` and `/readyz`, with the connectors' callback routes (the SDP's
+//! notifications) merged in; the callbacks and the admin API optionally on listeners of
+//! their own ([`routers`]). Connections, timeouts and TLS: [`listener`].
 //!
 //! Every body is read with the configured size limit; API errors are JSON
 //! `{code, message}` with a stable `code`; SOAP errors are SOAP 1.1 faults.
@@ -10,6 +11,7 @@ pub mod admin;
 mod api;
 pub mod auth;
 pub mod config;
+mod directory;
 pub mod listener;
 mod media;
 
@@ -103,11 +105,37 @@ pub fn api_routes() -> Router<Arc<AppState>> {
         .route("/media/{msg}/{part}/{name}", get(media::part))
 }
 
-/// The admin API (its own token; optionally its own listener, `http.admin_listen`).
+/// The admin API (its own token; optionally its own listener, `http.admin_listen`): the
+/// erasure and message reads of [`admin`], and the directory (users, groups, join requests).
 pub fn admin_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/admin/v1/erase", post(admin::erase))
         .route("/admin/v1/messages/{id}", get(admin::get_message))
+        .route(
+            "/v1/users/{id}",
+            get(directory::get_user)
+                .put(directory::put_user)
+                .delete(directory::delete_user),
+        )
+        .route(
+            "/v1/groups/{id}",
+            get(directory::get_group)
+                .put(directory::put_group)
+                .delete(directory::delete_group),
+        )
+        .route("/v1/groups/{id}/members", get(directory::members))
+        .route(
+            "/v1/groups/{id}/join-requests",
+            post(directory::request_join),
+        )
+        .route(
+            "/v1/groups/{id}/join-requests/{rid}/approve",
+            post(directory::approve),
+        )
+        .route(
+            "/v1/groups/{id}/join-requests/{rid}/refuse",
+            post(directory::refuse),
+        )
 }
 
 /// `/metrics` (limited to `http.metrics_allow` or `http.metrics_token`) and `/readyz`.
