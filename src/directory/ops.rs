@@ -452,7 +452,17 @@ impl Snapshot {
                 ));
             }
         }
-        if g.members.contains(&member) {
+        // Already in: directly, or (a user) through one of their addresses or a nested group.
+        let inside = g.members.contains(&member)
+            || match &member {
+                Member::User(u) => self
+                    .users
+                    .get(u)
+                    .and_then(|u| u.addresses.first())
+                    .is_some_and(|a| self.is_member(group, a)),
+                _ => false,
+            };
+        if inside {
             return Err(DirError::new(
                 "already_member",
                 format!(
@@ -460,6 +470,16 @@ impl Snapshot {
                     member.kind(),
                     name_of(&member)
                 ),
+            ));
+        }
+        if let Some(open) = self
+            .requests
+            .values()
+            .find(|r| r.group == group && r.member == member && r.state == JoinState::Pending)
+        {
+            return Err(DirError::new(
+                "already_requested",
+                format!("request {} for this is still pending", open.id),
             ));
         }
         let limit = effective_limit(g);

@@ -286,19 +286,24 @@ fn a_second_request_for_a_member_is_not_approved() {
         .request_join("A", carol.clone(), "carol", "r1", 1)
         .unwrap()
         .snap;
-    let s = s
-        .request_join("A", carol.clone(), "carol", "r2", 1)
-        .unwrap()
-        .snap;
-    let s = s.decide("A", "r1", true).unwrap().snap;
     assert_eq!(
-        s.decide("A", "r2", true).unwrap_err().code,
+        s.request_join("A", carol.clone(), "carol", "r2", 1)
+            .unwrap_err()
+            .code,
+        "already_requested"
+    );
+    // Meanwhile the operator puts carol in directly: the pending request cannot add her twice.
+    let mut a = s.groups["A"].clone();
+    a.members.push(carol.clone());
+    let s = s.put_group("A", a, false).unwrap().snap;
+    assert_eq!(
+        s.decide("A", "r1", true).unwrap_err().code,
         "already_member"
     );
     let listed = s.groups["A"].members.iter().filter(|m| **m == carol);
     assert_eq!(listed.count(), 1);
     // Refusing it is still possible.
-    assert!(s.decide("A", "r2", false).is_ok());
+    assert!(s.decide("A", "r1", false).is_ok());
 }
 
 #[test]
@@ -437,4 +442,30 @@ fn the_seed_file_is_checked_like_the_api() {
     let (users, groups) = Directory::seed_records(&cfg).unwrap();
     let plan = Snapshot::default().seed(users, groups).unwrap();
     assert_eq!(plan.snap.people("b").len(), 1);
+}
+
+#[test]
+fn a_person_already_inside_or_already_asking_is_refused() {
+    let s = nested();
+    // Alice is in A, which is in B: she is already inside B.
+    assert_eq!(
+        s.request_join("B", Member::User("alice".into()), "alice", "r1", 1)
+            .unwrap_err()
+            .code,
+        "already_member"
+    );
+    let s = s
+        .put_user("eve", user("", "Eve", &["sms:+8613800000007"]), true)
+        .unwrap()
+        .snap;
+    let s = s
+        .request_join("A", Member::User("eve".into()), "eve", "r2", 1)
+        .unwrap()
+        .snap;
+    assert_eq!(
+        s.request_join("A", Member::User("eve".into()), "eve", "r3", 2)
+            .unwrap_err()
+            .code,
+        "already_requested"
+    );
 }

@@ -23,7 +23,7 @@
 //!
 //! A change is checked whole before anything is written: a refused one stores nothing.
 //! Refusals are `400` with the directory's code (`unknown_member`, `invalid_member`,
-//! `address_taken`, `cycle`, `already_member`, `not_an_admin`, `over_limit` (its message
+//! `address_taken`, `cycle`, `already_member`, `already_requested`, `not_an_admin`, `over_limit` (its message
 //! gives the limit), …), except `404 not_found` and `409` for conflicts with what is stored
 //! (`duplicate_id`, `in_use`, `already_decided`). A body that is not JSON, or has fields
 //! these records do not have, is `400 invalid_json`; one over `http.max_body_bytes` is

@@ -118,6 +118,7 @@ impl MailSink {
             .unwrap_or_else(|| format!("noreply@{}", me.hostname));
         let subject = match (&env.origin, &env.content.subject) {
             (_, Some(s)) if !s.trim().is_empty() => s.clone(),
+            (Address::Group(_), _) if let Some(v) = voice => format!("Message from {}", v.group),
             (Address::Sms(n), _) if !env.content.parts.is_empty() => format!("MMS from {n}"),
             (Address::Sms(n), _) => format!("SMS from {n}"),
             (other, _) => format!("Message from {}", other.value()),
