@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{ADMIN_TOKEN, Harness, TOKEN, count_rows, wait_for};
+use common::{ADMIN_TOKEN, Harness, TOKEN, count_rows};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -79,24 +77,11 @@ fn refused(got: (StatusCode, Value), status: u16, code: &str) -> Value {
     got.1
 }
 
-/// Waits for an SMS to `phone` (`+86…`) whose text contains `needle`.
-async fn sms_to(h: &Harness, phone: &str, needle: &str) -> String {
-    let tel = format!("tel:{phone}");
-    wait_for(
-        Duration::from_secs(10),
-        &format!("an SMS to {phone} with {needle:?}"),
-        || {
-            let found = h
-                .sim
-                .sim
-                .messages()
-                .into_iter()
-                .find(|m| m.addresses.contains(&tel) && m.message.contains(needle))
-                .map(|m| m.message);
-            async move { found }
-        },
-    )
-    .await
+/// Waits for an SMS to `phone` (`+86…`) whose text contains `needle`; its text.
+async fn sms_with(h: &Harness, phone: &str, needle: &str) -> String {
+    common::sms_to(h, phone, |t| t.contains(needle))
+        .await
+        .message
 }
 
 /// How many SMS to `phone` the simulator got whose text contains `needle`.
@@ -562,7 +547,7 @@ async fn join_requests_tell_the_admins_and_the_requester() {
     assert_eq!(req["by"], "carol");
     assert_eq!(req["state"], "pending");
     for phone in ["+8613800000101", "+8613800000102", "+8613800000104"] {
-        let text = sms_to(&h, phone, &rid).await;
+        let text = sms_with(&h, phone, &rid).await;
         assert!(text.contains("Carol"), "{text}");
     }
 
@@ -575,7 +560,7 @@ async fn join_requests_tell_the_admins_and_the_requester() {
     .await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["state"], "refused");
-    let text = sms_to(&h, "+8613800000103", "refused").await;
+    let text = sms_with(&h, "+8613800000103", "refused").await;
     assert!(text.contains(&rid), "{text}");
     assert_eq!(get(&h, "/v1/groups/team").await.1["members"], json!([]));
     refused(
@@ -625,7 +610,7 @@ async fn join_requests_tell_the_admins_and_the_requester() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "approved");
-    let text = sms_to(&h, "+8613800000103", "approved").await;
+    let text = sms_with(&h, "+8613800000103", "approved").await;
     assert!(text.contains(&rid2), "{text}");
     let (_, members) = get(&h, "/v1/groups/team/members").await;
     assert_eq!(
@@ -677,7 +662,7 @@ async fn join_requests_tell_the_admins_and_the_requester() {
     assert_eq!(status, 201, "{req}");
     assert_eq!(req["member"], json!({"group": "A"}));
     let rid3 = req["id"].as_str().unwrap().to_string();
-    let text = sms_to(&h, "+8613800000101", &rid3).await;
+    let text = sms_with(&h, "+8613800000101", &rid3).await;
     assert!(text.contains("Group A"), "{text}");
     let (status, r) = post(
         &h,
@@ -688,14 +673,14 @@ async fn join_requests_tell_the_admins_and_the_requester() {
     assert_eq!(status, 200, "{r}");
     // Every person inside A is told: Erin (who asked), Frank at his first address (IM),
     // and the phone with no user.
-    sms_to(&h, "+8613800000105", "approved").await;
+    sms_with(&h, "+8613800000105", "approved").await;
     h.hooks
         .wait("im", "the notice to Frank", |v| {
             v["to"] == "im:frank@im.example.org"
                 && v["text"].as_str().is_some_and(|t| t.contains("has joined"))
         })
         .await;
-    sms_to(&h, "+8613800000108", "has joined").await;
+    sms_with(&h, "+8613800000108", "has joined").await;
     let (_, members) = get(&h, "/v1/groups/team/members").await;
     assert_eq!(
         members["members"],
@@ -791,7 +776,7 @@ async fn a_message_to_a_nested_group_reaches_every_person_once() {
     // Four people: P2, P1 (once), Ivan, and the phone with no user.
     assert_eq!(resp["recipients"].as_array().unwrap().len(), 4, "{resp}");
     for phone in ["+8613800000201", "+8613800000202", "+8613800000204"] {
-        sms_to(&h, phone, "all hands").await;
+        sms_with(&h, phone, "all hands").await;
     }
     h.hooks
         .wait("im", "the message to Ivan", |v| {

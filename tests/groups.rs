@@ -12,16 +12,14 @@ mod mail_peers;
 mod support;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use common::*;
 use mail_parser::MessageParser;
 use mail_peers::{Smtp, SmtpSink, swaks, swaks_bin};
 use serde_json::{Value, json};
-use support::{Prosody, User, peers_present};
+use support::{Prosody, User, peers_present, xmpp_config};
 use switchboard::address::Network;
 use switchboard::connectors::xmpp::{ComponentConfig, XmppConfig};
-use switchboard::sim::SimMessage;
 
 const SMS_SECRET: &str = "sms-component-secret";
 const GROUP_SECRET: &str = "group-component-secret";
@@ -89,25 +87,13 @@ async fn world() -> Option<World> {
     let seed_dir = tempfile::tempdir().unwrap();
     let seed_file = seed_dir.path().join("directory.json");
     std::fs::write(&seed_file, seed().to_string()).unwrap();
-    let x = XmppConfig {
-        server: p.component_server(),
-        components: [
+    let x = xmpp_config(
+        &p,
+        &[
             ("sms.localhost", Network::Sms, SMS_SECRET),
             ("groups.localhost", Network::Group, GROUP_SECRET),
-        ]
-        .iter()
-        .map(|(d, n, s)| ComponentConfig {
-            domain: d.to_string(),
-            network: *n,
-            secret: s.to_string(),
-            name: None,
-        })
-        .collect(),
-        reconnect_initial_ms: 100,
-        reconnect_max_ms: 1000,
-        link_down_retry_ms: 200,
-        ..XmppConfig::default()
-    };
+        ],
+    );
     let smarthost = sink.addr.to_string();
     // The harness waits for /readyz, which waits for both component links.
     let h = Harness::start(move |cfg, _| {
@@ -136,25 +122,6 @@ async fn world() -> Option<World> {
         carol,
         dave,
     })
-}
-
-/// The SMS the simulator received for `number` whose text satisfies `pred`.
-async fn sms_to(h: &Harness, number: &str, pred: impl Fn(&str) -> bool) -> SimMessage {
-    let tel = format!("tel:{number}");
-    wait_for(
-        Duration::from_secs(20),
-        &format!("an SMS to {number}"),
-        || {
-            let found = h
-                .sim
-                .sim
-                .messages()
-                .into_iter()
-                .find(|m| m.addresses == [tel.clone()] && pred(&m.message));
-            async move { found }
-        },
-    )
-    .await
 }
 
 /// The mail smtp-sink received for bob that contains `text`, parsed: (raw, From name,

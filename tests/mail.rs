@@ -13,7 +13,7 @@ use mail_peers::*;
 use serde_json::json;
 use switchboard::config::{Config, GroupConfig};
 use switchboard::connectors::sdp::parlayx::{self, DeliveryStatus, Version};
-use switchboard::sim::{SimConfig, SimMessage};
+use switchboard::sim::SimConfig;
 
 /// A gateway with its SMTP server on port 0.
 async fn mail_gateway(tweak: impl FnOnce(&mut Config, &mut SimConfig)) -> (Harness, SocketAddr) {
@@ -25,25 +25,6 @@ async fn mail_gateway(tweak: impl FnOnce(&mut Config, &mut SimConfig)) -> (Harne
     .await;
     let smtp = h.smtp.expect("the SMTP server's address");
     (h, smtp)
-}
-
-/// The SMS the simulator received for `number` (`+86…`) whose text satisfies `pred`.
-async fn sms_to(h: &Harness, number: &str, pred: impl Fn(&str) -> bool) -> SimMessage {
-    let tel = format!("tel:{number}");
-    wait_for(
-        Duration::from_secs(15),
-        &format!("an SMS to {number}"),
-        || {
-            let found = h
-                .sim
-                .sim
-                .messages()
-                .into_iter()
-                .find(|m| m.addresses == [tel.clone()] && pred(&m.message));
-            async move { found }
-        },
-    )
-    .await
 }
 
 /// A recipient row read from the store: (state, attempts, last_error).

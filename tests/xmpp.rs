@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use support::{Prosody, User, metric, peers_present};
+use support::{Prosody, User, metric, peers_present, xmpp_config};
 use switchboard::address::Network;
 use switchboard::config::Config;
-use switchboard::connectors::xmpp::{ComponentConfig, XmppConfig};
+use switchboard::connectors::xmpp::XmppConfig;
 use switchboard::gateway::{self, Listeners};
 use tokio_util::sync::CancellationToken;
 
@@ -54,25 +54,6 @@ fn capture_logs() {
 
 fn logs() -> String {
     String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
-}
-
-fn xmpp_config(p: &Prosody, components: &[(&str, Network, &str)]) -> XmppConfig {
-    XmppConfig {
-        server: p.component_server(),
-        components: components
-            .iter()
-            .map(|(d, n, s)| ComponentConfig {
-                domain: d.to_string(),
-                network: *n,
-                secret: s.to_string(),
-                name: None,
-            })
-            .collect(),
-        reconnect_initial_ms: 100,
-        reconnect_max_ms: 1000,
-        link_down_retry_ms: 200,
-        ..XmppConfig::default()
-    }
 }
 
 /// Prosody with the SMS and mail components, alice registered, a gateway linked to it and

@@ -130,6 +130,27 @@ impl Snapshot {
         cycle_from(&edges, group).map(|p| p.join(" → "))
     }
 
+    /// The join requests but those `gone` picks, whose deletions are added to `changes`.
+    fn requests_without(
+        &self,
+        changes: &mut Vec<Change>,
+        gone: impl Fn(&JoinRequest) -> bool,
+    ) -> BTreeMap<String, JoinRequest> {
+        let mut requests = self.requests.clone();
+        requests.retain(|rid, r| {
+            if gone(r) {
+                changes.push(Change {
+                    table: Table::JoinRequests,
+                    id: rid.clone(),
+                    doc: None,
+                });
+                return false;
+            }
+            true
+        });
+        requests
+    }
+
     /// Checks a group's member list.
     fn check_members(&self, group: &str, g: &Group) -> Result<(), DirError> {
         let mut seen = HashSet::new();
@@ -302,17 +323,8 @@ impl Snapshot {
                 });
             }
         }
-        let mut requests = self.requests.clone();
-        requests.retain(|rid, r| {
-            let drop = r.by == id || r.member == Member::User(id.to_string());
-            if drop {
-                changes.push(Change {
-                    table: Table::JoinRequests,
-                    id: rid.clone(),
-                    doc: None,
-                });
-            }
-            !drop
+        let requests = self.requests_without(&mut changes, |r| {
+            r.by == id || r.member == Member::User(id.to_string())
         });
         Ok(Plan {
             changes,
@@ -379,17 +391,8 @@ impl Snapshot {
             id: id.to_string(),
             doc: None,
         }];
-        let mut requests = self.requests.clone();
-        requests.retain(|rid, r| {
-            let drop = r.group == id || r.member == Member::Group(id.to_string());
-            if drop {
-                changes.push(Change {
-                    table: Table::JoinRequests,
-                    id: rid.clone(),
-                    doc: None,
-                });
-            }
-            !drop
+        let requests = self.requests_without(&mut changes, |r| {
+            r.group == id || r.member == Member::Group(id.to_string())
         });
         Ok(Plan {
             changes,

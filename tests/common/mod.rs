@@ -15,7 +15,7 @@ use serde_json::Value;
 use switchboard::config::{ClientConfig, Config};
 use switchboard::connectors::sdp::NOTIFY_PATH;
 use switchboard::gateway::{self, Listeners};
-use switchboard::sim::{self, SEND_SMS_PATH, SimConfig, Simulator};
+use switchboard::sim::{self, SEND_SMS_PATH, SimConfig, SimMessage, Simulator};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -89,6 +89,26 @@ pub fn test_config(dir: &Path) -> Config {
     cfg.log.level = "warn".into();
     cfg.sdp.callbacks.basic = sim_callbacks().basic;
     cfg
+}
+
+/// Waits for the SMS the simulator received for `number` (`+86…`), alone among its
+/// addresses, whose text satisfies `pred`.
+pub async fn sms_to(h: &Harness, number: &str, pred: impl Fn(&str) -> bool) -> SimMessage {
+    let tel = format!("tel:{number}");
+    wait_for(
+        Duration::from_secs(20),
+        &format!("an SMS to {number}"),
+        || {
+            let found = h
+                .sim
+                .sim
+                .messages()
+                .into_iter()
+                .find(|m| m.addresses == [tel.clone()] && pred(&m.message));
+            async move { found }
+        },
+    )
+    .await
 }
 
 /// Puts users and groups into the gateway's directory at start: writes `seed` (the

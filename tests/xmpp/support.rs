@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+use switchboard::address::Network;
+use switchboard::connectors::xmpp::{ComponentConfig, XmppConfig};
 
 use crate::common::{free_port, wait_for};
 
@@ -275,4 +277,25 @@ pub fn metric(page: &str, series: &str) -> Option<f64> {
             .parse()
             .ok()
     })
+}
+
+/// The gateway's `[xmpp]` for Prosody `p`: one component per `(domain, network, secret)`,
+/// reconnecting quickly.
+pub fn xmpp_config(p: &Prosody, components: &[(&str, Network, &str)]) -> XmppConfig {
+    XmppConfig {
+        server: p.component_server(),
+        components: components
+            .iter()
+            .map(|(d, n, s)| ComponentConfig {
+                domain: d.to_string(),
+                network: *n,
+                secret: s.to_string(),
+                name: None,
+            })
+            .collect(),
+        reconnect_initial_ms: 100,
+        reconnect_max_ms: 1000,
+        link_down_retry_ms: 200,
+        ..XmppConfig::default()
+    }
 }
