@@ -8,8 +8,10 @@
 //! installs the new snapshot. Imports only the address model and its own config.
 
 pub mod config;
+mod join;
 pub mod model;
 pub mod ops;
+pub mod seed;
 #[cfg(test)]
 mod tests;
 
@@ -215,7 +217,7 @@ impl Directory {
     /// The directory with only what `[directory]` says (its groups, opt-outs, policy); the
     /// stored records are installed later ([`Directory::install`]).
     pub fn new(cfg: &DirectoryConfig) -> Directory {
-        let groups = ops::config_groups(cfg)
+        let groups = seed::config_groups(cfg)
             .into_iter()
             .map(|g| (g.id.clone(), g))
             .collect();
@@ -371,13 +373,13 @@ impl Directory {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("directory.file {}: {e}", path.display()))?;
-                let f: ops::SeedFile = serde_json::from_str(&text)
+                let f: seed::SeedFile = serde_json::from_str(&text)
                     .map_err(|e| format!("directory.file {}: {e}", path.display()))?;
                 f.records()
             }
             None => (Vec::new(), Vec::new()),
         };
-        groups.extend(ops::config_groups(cfg));
+        groups.extend(seed::config_groups(cfg));
         Ok((users, groups))
     }
 

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::config::{DirectoryConfig, cycle_from};
-use super::model::{Change, Group, JoinRequest, JoinState, Member, Table, User};
+use super::config::cycle_from;
+use super::model::{Change, Group, JoinRequest, Member, Table, User};
 use super::{Snapshot, binding_key};
 use crate::address::Address;
 
@@ -29,7 +29,7 @@ pub struct DirError {
 }
 
 impl DirError {
-    fn new(code: &'static str, message: impl Into<String>) -> DirError {
+    pub(super) fn new(code: &'static str, message: impl Into<String>) -> DirError {
         DirError {
             code,
             message: message.into(),
@@ -65,7 +65,7 @@ pub struct Plan {
     pub request: Option<JoinRequest>,
 }
 
-fn doc<T: serde::Serialize>(v: &T) -> String {
+pub(super) fn doc<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
@@ -103,14 +103,14 @@ impl Snapshot {
     }
 
     /// Where a user is told things: their first address.
-    fn user_reach(&self, id: &str) -> Option<Address> {
+    pub(super) fn user_reach(&self, id: &str) -> Option<Address> {
         self.users
             .get(id)
             .and_then(|u| u.addresses.first().cloned())
     }
 
     /// The path back to `group` if its members were `members`.
-    fn cycle_with(&self, group: &str, members: &[Member]) -> Option<String> {
+    pub(super) fn cycle_with(&self, group: &str, members: &[Member]) -> Option<String> {
         let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for g in self.groups.values() {
             if g.id == group {
@@ -401,409 +401,25 @@ impl Snapshot {
             request: None,
         })
     }
-
-    /// A join request (`rid`, new) for `member` to join `group`, asked by user `by`: the
-    /// user itself, or for a group one of that group's creator or admins. Refused when the
-    /// group is full (the requester is told the limit), the member is already in, or a
-    /// group joining would form a cycle. The group's creator and admins are told.
-    pub fn request_join(
-        &self,
-        group: &str,
-        member: Member,
-        by: &str,
-        rid: &str,
-        now: i64,
-    ) -> Result<Plan, DirError> {
-        let g = self
-            .groups
-            .get(group)
-            .ok_or_else(|| DirError::new("not_found", format!("no group {group:?}")))?;
-        if !self.users.contains_key(by) {
-            return Err(DirError::new("unknown_user", format!("by: no user {by:?}")));
-        }
-        match &member {
-            Member::User(u) if u != by => {
-                return Err(DirError::new(
-                    "not_allowed",
-                    format!("user {by:?} may not ask for user {u:?}"),
-                ));
-            }
-            Member::User(_) => {}
-            Member::Group(inner) => {
-                let ig = self.groups.get(inner).ok_or_else(|| {
-                    DirError::new("unknown_member", format!("group: no group {inner:?}"))
-                })?;
-                if ig.creator.as_deref() != Some(by) && !ig.admins.iter().any(|a| a == by) {
-                    return Err(DirError::new(
-                        "not_an_admin",
-                        format!("user {by:?} is neither creator nor admin of group {inner:?}"),
-                    ));
-                }
-                if inner == group {
-                    return Err(DirError::new("cycle", "a group may not join itself"));
-                }
-                let mut members = g.members.clone();
-                members.push(member.clone());
-                if let Some(path) = self.cycle_with(group, &members) {
-                    return Err(DirError::new("cycle", format!("{path} would form a cycle")));
-                }
-            }
-            Member::Address(_) => {
-                return Err(DirError::new(
-                    "invalid_member",
-                    "a join request is for a user or a group",
-                ));
-            }
-        }
-        // Already in: directly, or (a user) through one of their addresses or a nested group.
-        let inside = g.members.contains(&member)
-            || match &member {
-                Member::User(u) => self
-                    .users
-                    .get(u)
-                    .and_then(|u| u.addresses.first())
-                    .is_some_and(|a| self.is_member(group, a)),
-                _ => false,
-            };
-        if inside {
-            return Err(DirError::new(
-                "already_member",
-                format!(
-                    "{} {:?} is already in group {group:?}",
-                    member.kind(),
-                    name_of(&member)
-                ),
-            ));
-        }
-        if let Some(open) = self
-            .requests
-            .values()
-            .find(|r| r.group == group && r.member == member && r.state == JoinState::Pending)
-        {
-            return Err(DirError::new(
-                "already_requested",
-                format!("request {} for this is still pending", open.id),
-            ));
-        }
-        let limit = effective_limit(g);
-        if g.members.len() >= limit {
-            return Err(over_limit(limit));
-        }
-        let req = JoinRequest {
-            id: rid.to_string(),
-            group: group.to_string(),
-            member: member.clone(),
-            by: by.to_string(),
-            state: JoinState::Pending,
-            created_at: now,
-        };
-        let who = match &member {
-            Member::Group(inner) => format!(
-                "{} asks for group {} to join {} (request {rid})",
-                self.users[by].name, self.groups[inner].name, g.name
-            ),
-            _ => format!(
-                "{} asks to join {} (request {rid})",
-                self.users[by].name, g.name
-            ),
-        };
-        let mut told = HashSet::new();
-        let notices = g
-            .creator
-            .iter()
-            .chain(&g.admins)
-            .filter(|id| told.insert(id.as_str()))
-            .filter_map(|id| self.user_reach(id))
-            .map(|to| Notice {
-                group: group.to_string(),
-                to,
-                text: who.clone(),
-            })
-            .collect();
-        let mut requests = self.requests.clone();
-        requests.insert(rid.to_string(), req.clone());
-        Ok(Plan {
-            changes: vec![Change {
-                table: Table::JoinRequests,
-                id: rid.to_string(),
-                doc: Some(doc(&req)),
-            }],
-            snap: Snapshot::build(self.users.clone(), self.groups.clone(), requests),
-            notices,
-            request: Some(req),
-        })
-    }
-
-    /// Approves or refuses a pending join request. The requester is told either way; an
-    /// approved member is added (the limit and cycles checked again), and when a group
-    /// joins, every person inside it is told.
-    pub fn decide(&self, group: &str, rid: &str, approve: bool) -> Result<Plan, DirError> {
-        let req = self
-            .requests
-            .get(rid)
-            .filter(|r| r.group == group)
-            .ok_or_else(|| {
-                DirError::new(
-                    "not_found",
-                    format!("no request {rid:?} for group {group:?}"),
-                )
-            })?;
-        if req.state != JoinState::Pending {
-            return Err(DirError::new(
-                "already_decided",
-                format!("request {rid:?} was already decided"),
-            ));
-        }
-        let g = self
-            .groups
-            .get(group)
-            .ok_or_else(|| DirError::new("not_found", format!("no group {group:?}")))?;
-        let mut req = req.clone();
-        let mut notices = Vec::new();
-        let mut changes = Vec::new();
-        let mut groups = self.groups.clone();
-        let requester = self.user_reach(&req.by);
-        if approve {
-            if g.members.contains(&req.member) {
-                return Err(DirError::new(
-                    "already_member",
-                    format!(
-                        "{} {:?} is already in group {group:?}",
-                        req.member.kind(),
-                        name_of(&req.member)
-                    ),
-                ));
-            }
-            let mut ng = g.clone();
-            ng.members.push(req.member.clone());
-            let limit = effective_limit(&ng);
-            if ng.members.len() > limit {
-                return Err(over_limit(limit));
-            }
-            if let Some(path) = self.cycle_with(group, &ng.members) {
-                return Err(DirError::new("cycle", format!("{path} would form a cycle")));
-            }
-            req.state = JoinState::Approved;
-            changes.push(Change {
-                table: Table::Groups,
-                id: group.to_string(),
-                doc: Some(doc(&ng)),
-            });
-            groups.insert(group.to_string(), ng);
-            if let Some(to) = requester {
-                notices.push(Notice {
-                    group: group.to_string(),
-                    to,
-                    text: format!("Your request {rid} to join {} was approved.", g.name),
-                });
-            }
-            if let Member::Group(inner) = &req.member {
-                let inner_name = self
-                    .groups
-                    .get(inner)
-                    .map(|g| g.name.clone())
-                    .unwrap_or_default();
-                for m in self.people(inner) {
-                    if let Some(to) = self.reach(&m)
-                        && !notices.iter().any(|n| n.to == to)
-                    {
-                        notices.push(Notice {
-                            group: group.to_string(),
-                            to,
-                            text: format!("Your group {inner_name} has joined {}.", g.name),
-                        });
-                    }
-                }
-            }
-        } else {
-            req.state = JoinState::Refused;
-            if let Some(to) = requester {
-                notices.push(Notice {
-                    group: group.to_string(),
-                    to,
-                    text: format!("Your request {rid} to join {} was refused.", g.name),
-                });
-            }
-        }
-        changes.push(Change {
-            table: Table::JoinRequests,
-            id: rid.to_string(),
-            doc: Some(doc(&req)),
-        });
-        let mut requests = self.requests.clone();
-        requests.insert(rid.to_string(), req.clone());
-        Ok(Plan {
-            changes,
-            snap: Snapshot::build(self.users.clone(), groups, requests),
-            notices,
-            request: Some(req),
-        })
-    }
-
-    /// Loads stored records (`(table, id, doc)`), skipping and naming those that no longer
-    /// read.
-    pub fn from_rows(rows: Vec<(Table, String, String)>) -> (Snapshot, Vec<String>) {
-        let mut users = BTreeMap::new();
-        let mut groups = BTreeMap::new();
-        let mut requests = BTreeMap::new();
-        let mut bad = Vec::new();
-        for (table, id, d) in rows {
-            let ok = match table {
-                Table::Users => serde_json::from_str::<User>(&d).map(|u| {
-                    users.insert(id.clone(), u);
-                }),
-                Table::Groups => serde_json::from_str::<Group>(&d).map(|g| {
-                    groups.insert(id.clone(), g);
-                }),
-                Table::JoinRequests => serde_json::from_str::<JoinRequest>(&d).map(|r| {
-                    requests.insert(id.clone(), r);
-                }),
-            };
-            if let Err(e) = ok {
-                bad.push(format!("{} {id:?}: {e}", table.as_str()));
-            }
-        }
-        (Snapshot::build(users, groups, requests), bad)
-    }
-
-    /// Puts the users and groups of the start-up file and of `[[directory.groups]]` into
-    /// the directory (replacing records with the same ids), checked like API changes:
-    /// users first, then groups in an order where inner groups come first.
-    pub fn seed(&self, users: Vec<User>, groups: Vec<Group>) -> Result<Plan, DirError> {
-        let mut snap = self.clone();
-        let mut changes = Vec::new();
-        for u in users {
-            let id = u.id.clone();
-            let p = snap.put_user(&id, u, false).map_err(|e| DirError {
-                message: format!("user {id:?}: {}", e.message),
-                ..e
-            })?;
-            changes.extend(p.changes);
-            snap = p.snap;
-        }
-        let mut pending = groups;
-        while !pending.is_empty() {
-            let before = pending.len();
-            let mut next = Vec::new();
-            let mut last_err = None;
-            for g in pending {
-                let id = g.id.clone();
-                match snap.put_group(&id, g.clone(), false) {
-                    Ok(p) => {
-                        changes.extend(p.changes);
-                        snap = p.snap;
-                    }
-                    Err(e) => {
-                        last_err = Some(DirError {
-                            message: format!("group {id:?}: {}", e.message),
-                            ..e
-                        });
-                        next.push(g);
-                    }
-                }
-            }
-            if next.len() == before {
-                // Groups that wait on each other form a cycle: say so, with its path.
-                let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-                for g in &next {
-                    for m in &g.members {
-                        if let Member::Group(inner) = m {
-                            edges.entry(g.id.as_str()).or_default().push(inner.as_str());
-                        }
-                    }
-                }
-                if let Some(path) = next.iter().find_map(|g| cycle_from(&edges, &g.id)) {
-                    return Err(DirError::new(
-                        "cycle",
-                        format!("groups {} would form a cycle", path.join(" → ")),
-                    ));
-                }
-                return Err(last_err.unwrap_or_else(|| DirError::new("invalid", "groups")));
-            }
-            pending = next;
-        }
-        Ok(Plan {
-            changes,
-            snap,
-            notices: Vec::new(),
-            request: None,
-        })
-    }
 }
 
-fn effective_limit(g: &Group) -> usize {
+pub(super) fn effective_limit(g: &Group) -> usize {
     match g.limit {
         0 => MAX_MEMBERS,
         n => (n as usize).min(MAX_MEMBERS),
     }
 }
 
-fn over_limit(limit: usize) -> DirError {
+pub(super) fn over_limit(limit: usize) -> DirError {
     DirError::new(
         "over_limit",
         format!("the group holds at most {limit} members"),
     )
 }
 
-fn name_of(m: &Member) -> String {
+pub(super) fn name_of(m: &Member) -> String {
     match m {
         Member::User(s) | Member::Group(s) => s.clone(),
         Member::Address(a) => a.to_string(),
-    }
-}
-
-/// The groups of `[[directory.groups]]` as directory records (unparsable members left out;
-/// `check-config` names them).
-pub fn config_groups(cfg: &DirectoryConfig) -> Vec<Group> {
-    cfg.groups
-        .iter()
-        .map(|g| Group {
-            id: g.name.clone(),
-            name: g.name.clone(),
-            creator: None,
-            admins: Vec::new(),
-            members: g
-                .members
-                .iter()
-                .filter_map(|m| match Address::parse_user(m).ok()? {
-                    Address::Group(inner) => Some(Member::Group(inner)),
-                    a @ (Address::Sms(_) | Address::Mail(_) | Address::Im(_)) => {
-                        Some(Member::Address(a))
-                    }
-                    _ => None,
-                })
-                .collect(),
-            limit: 0,
-        })
-        .collect()
-}
-
-/// The start-up file: `{"users": {id: user}, "groups": {id: group}}`.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SeedFile {
-    pub users: BTreeMap<String, User>,
-    pub groups: BTreeMap<String, Group>,
-}
-
-impl SeedFile {
-    /// The file's records, with their ids from the keys.
-    pub fn records(self) -> (Vec<User>, Vec<Group>) {
-        (
-            self.users
-                .into_iter()
-                .map(|(id, mut u)| {
-                    u.id = id;
-                    u
-                })
-                .collect(),
-            self.groups
-                .into_iter()
-                .map(|(id, mut g)| {
-                    g.id = id;
-                    g
-                })
-                .collect(),
-        )
     }
 }
