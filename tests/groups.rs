@@ -427,3 +427,85 @@ async fn without_a_group_component_xmpp_users_get_the_group_in_the_text() {
     assert_eq!(sms.message, "Team 42 / Carol: No component here");
     h.stop().await;
 }
+
+/// An outsider (an API client, as `app:news`) writes to `team42`, which holds `inner` as one
+/// member: every person of both reaches it once, on their own network, and the members list
+/// shows `inner` as one entry.
+#[tokio::test]
+async fn a_message_to_a_nested_group_reaches_everybody_once_on_their_networks() {
+    let Some(w) = world().await else {
+        return;
+    };
+    let (status, v) =
+        w.h.submit(json!({"from": "app:news", "to": ["group:team42"], "text": "Fire drill at 3"}))
+            .await;
+    assert_eq!(status, 202, "{v}");
+    let mut to: Vec<&str> = v["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["address"].as_str().unwrap())
+        .collect();
+    to.sort();
+    let bob = format!("mail:{BOB}");
+    let (pat, quinn) = (format!("sms:{PAT}"), format!("sms:{QUINN}"));
+    let mut want = vec![
+        "im:alice@localhost",
+        "im:carol@localhost",
+        bob.as_str(),
+        pat.as_str(),
+        quinn.as_str(),
+    ];
+    want.sort();
+    assert_eq!(to, want, "each person once: {v}");
+
+    for phone in [PAT, QUINN] {
+        let m = sms_to(&w.h, phone, |t| t.contains("Fire drill at 3")).await;
+        assert_eq!(
+            m.message, "Fire drill at 3",
+            "not spoken as the group: no prefix"
+        );
+    }
+    // An app has no JID of its own: it comes from the gateway's domain, named in the text.
+    for u in [&w.alice, &w.carol] {
+        u.wait("message", |e| e["body"] == "app:news: Fire drill at 3")
+            .await;
+    }
+    let (raw, _, _, _) = mail_to_bob(&w.sink, "Fire drill at 3").await;
+    assert!(raw.contains("Fire drill at 3"));
+    let sent: usize =
+        w.h.sim
+            .sim
+            .messages()
+            .iter()
+            .filter(|m| m.message == "Fire drill at 3")
+            .count();
+    assert_eq!(sent, 2, "one SMS per phone");
+    let mails = w
+        .sink
+        .mails()
+        .iter()
+        .filter(|m| m.contains("Fire drill at 3"))
+        .count();
+    assert_eq!(mails, 1, "one mail for bob");
+
+    let members: Value =
+        w.h.http
+            .get(format!("{}/v1/groups/team42/members", w.h.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(
+        members["members"],
+        json!([
+            {"kind": "user", "id": "alice", "name": "Alice"},
+            {"kind": "user", "id": "carol", "name": "Carol"},
+            {"kind": "group", "id": "inner", "name": "Inner"}
+        ])
+    );
+    w.h.stop().await;
+}
