@@ -333,32 +333,31 @@ impl Directory {
         Ok(())
     }
 
+    /// The auth stage's recipient check, on one snapshot: [`Directory::reachable`], then
+    /// [`Directory::may_reach`].
+    pub fn check_recipient(&self, from: &Address, to: &Address) -> Result<(), &'static str> {
+        let snap = self.snapshot();
+        self.reachable_in(&snap, to)?;
+        may_reach_in(&snap, from, to)
+    }
+
     /// Whether `from` may reach `to`: refused (`not_a_friend`) only when `to` is a user who
     /// takes messages from friends only and `from` is neither a friend nor a group `to` is
     /// in.
     pub fn may_reach(&self, from: &Address, to: &Address) -> Result<(), &'static str> {
-        let snap = self.snapshot();
-        let Some(target) = snap.user_of(to) else {
-            return Ok(());
-        };
-        if !target.friends_only {
-            return Ok(());
-        }
-        let ok = match from {
-            Address::Group(g) => snap.is_member(g, to),
-            from => snap
-                .user_of(from)
-                .is_some_and(|u| u.id == target.id || target.friends.contains(&u.id)),
-        };
-        if ok { Ok(()) } else { Err("not_a_friend") }
+        may_reach_in(&self.snapshot(), from, to)
     }
 
     /// Whether `to` may be reached at all: on an open network, or as a user's address
     /// (`unknown_recipient`).
     pub fn reachable(&self, to: &Address) -> Result<(), &'static str> {
+        self.reachable_in(&self.snapshot(), to)
+    }
+
+    fn reachable_in(&self, snap: &Snapshot, to: &Address) -> Result<(), &'static str> {
         match to {
             Address::Sms(_) | Address::Mail(_) | Address::Im(_)
-                if !self.open.contains(to.channel().as_str()) && !self.is_known(to) =>
+                if !self.open.contains(to.channel().as_str()) && snap.user_of(to).is_none() =>
             {
                 Err("unknown_recipient")
             }
@@ -397,4 +396,20 @@ impl Directory {
     pub fn opted_out(&self, a: &Address) -> bool {
         self.opt_outs.contains(a)
     }
+}
+
+fn may_reach_in(snap: &Snapshot, from: &Address, to: &Address) -> Result<(), &'static str> {
+    let Some(target) = snap.user_of(to) else {
+        return Ok(());
+    };
+    if !target.friends_only {
+        return Ok(());
+    }
+    let ok = match from {
+        Address::Group(g) => snap.is_member(g, to),
+        from => snap
+            .user_of(from)
+            .is_some_and(|u| u.id == target.id || target.friends.contains(&u.id)),
+    };
+    if ok { Ok(()) } else { Err("not_a_friend") }
 }

@@ -55,8 +55,7 @@ pub(super) async fn auth_stage(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Job>, tx: m
             let reach = (env.kind == Kind::Message)
                 .then(|| {
                     ctx.directory
-                        .reachable(&rcpt.address)
-                        .and_then(|()| ctx.directory.may_reach(&env.origin, &rcpt.address))
+                        .check_recipient(&env.origin, &rcpt.address)
                         .err()
                 })
                 .flatten();
