@@ -40,6 +40,8 @@ pub struct Config {
     /// webhook.
     pub xmpp: Option<crate::connectors::xmpp::XmppConfig>,
     pub directory: DirectoryConfig,
+    /// The app platform: replay window, message stacks, limits, pulls.
+    pub apps: crate::apps::config::AppsConfig,
     /// Abuse ceilings: destination policy and per-recipient daily cap.
     pub limits: crate::pipeline::limits::LimitsConfig,
     /// The operator's admin API (its token).
@@ -69,6 +71,7 @@ impl Default for Config {
             mail: MailConfig::default(),
             xmpp: None,
             directory: DirectoryConfig::default(),
+            apps: Default::default(),
             limits: Default::default(),
             admin: Default::default(),
             retention: Default::default(),
@@ -158,6 +161,7 @@ impl Config {
         e.extend(self.mail.validate());
         e.extend(self.content.validate());
         e.extend(self.directory.validate());
+        e.extend(self.apps.validate());
         let sdp_in_use = !self.sdp.send_sms_url.is_empty() || self.simulator.enabled;
         e.extend(self.sdp.callbacks.validate(sdp_in_use));
         e.extend(self.mo.validate_relay_networks());

@@ -178,6 +178,7 @@ pub async fn run(
         &cfg.content.media,
         &public,
     ));
+    let directory = Arc::new(crate::directory::Directory::new(&cfg.directory));
     let connectors = crate::connectors::build(
         &cfg,
         crate::connectors::Deps {
@@ -187,10 +188,16 @@ pub async fn run(
             mms_notify_endpoint: mms_notify_endpoint.clone(),
             smtp: listeners.smtp,
             drain: Duration::from_secs(cfg.drain_timeout_secs),
+            directory: directory.clone(),
         },
     )
     .map_err(RunError::Setup)?;
-    let ctx = Arc::new(Ctx::new(cfg.clone(), store.clone(), ids));
+    let ctx = Arc::new(Ctx::with_directory(
+        cfg.clone(),
+        store.clone(),
+        ids,
+        directory,
+    ));
     ctx.load_directory().await.map_err(RunError::Setup)?;
     aux.spawn(crate::store::retention::run(
         store.clone(),
@@ -214,7 +221,10 @@ pub async fn run(
         .collect();
     let ready = connectors.ready;
 
+    let apps = Arc::new(crate::apps::Platform::new(intake.clone()));
+    aux.spawn(crate::apps::pull::run(apps.clone(), aux_stop.clone()));
     let state = Arc::new(AppState {
+        apps,
         cfg: cfg.clone(),
         intake,
         depths: depths.clone(),

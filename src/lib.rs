@@ -5,6 +5,7 @@
 //! queues, with a durable store underneath. See `docs/ARCHITECTURE.md`.
 
 pub mod address;
+pub mod apps;
 pub mod cidr;
 pub mod config;
 pub mod connectors;

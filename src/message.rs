@@ -211,6 +211,71 @@ pub struct Content {
     /// original headers); only on messages received over SMTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mail: Option<MailMeta>,
+    /// What a registered app pushed (the app platform), beside the readable `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppMessage>,
+}
+
+/// An app message: the record the app platform keeps in the target users' message stacks
+/// and carries to each of them. Its id is the envelope's id (milliseconds and a sequence:
+/// unique, and increasing for every user).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppMessage {
+    /// The appid.
+    pub app: String,
+    /// The app's name, as shown to people.
+    pub name: String,
+    pub kind: AppKind,
+    pub mode: AppMode,
+    /// The app's payload: a well-formed XML element (checked when pushed).
+    pub content: String,
+    /// The user ids whose message stacks keep it.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// How many app messages each of those stacks keeps (`[apps] stack_size` when pushed).
+    #[serde(default)]
+    pub keep: u32,
+    /// The user who recommended the app (kind `recommendation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// What an app message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppKind {
+    /// Content the app pushed (or the platform pulled from it).
+    Push,
+    /// A user recommending the app to a friend.
+    Recommendation,
+}
+
+impl AppKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppKind::Push => "push",
+            AppKind::Recommendation => "recommendation",
+        }
+    }
+}
+
+/// How the receiving client shows an app message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppMode {
+    Popup,
+    Tip,
+    Silent,
+}
+
+impl AppMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppMode::Popup => "popup",
+            AppMode::Tip => "tip",
+            AppMode::Silent => "silent",
+        }
+    }
 }
 
 /// The SMTP envelope parameters of a received mail, kept for its DSNs (RFC 3461).

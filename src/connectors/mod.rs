@@ -7,6 +7,7 @@
 //! [`build`] and one config field. The registry is the only code here that reads the whole
 //! gateway config; each connector is given its own sections.
 
+pub mod app;
 pub mod mail;
 pub mod sdp;
 pub mod webhook;
@@ -48,6 +49,9 @@ pub struct Deps {
     pub smtp: Option<TcpListener>,
     /// How long the receive side may take to finish at shutdown.
     pub drain: Duration,
+    /// Users, groups and the app registry (the app sink reads the apps' callback URLs and
+    /// secrets).
+    pub directory: Arc<crate::directory::Directory>,
 }
 
 /// A receive side, started once the pipeline's intake exists.
@@ -143,6 +147,7 @@ pub fn build(cfg: &Config, deps: Deps) -> Result<Connectors, String> {
     }
 
     // HTTP webhooks: the IM server (`im:` without XMPP, and `app:`), and status reports.
+    let mut app_im: Option<Arc<dyn Sink>> = None;
     if !cfg.im.url.is_empty() {
         let im: Arc<dyn Sink> = Arc::new(
             webhook::WebhookSink::new(
@@ -155,8 +160,19 @@ pub fn build(cfg: &Config, deps: Deps) -> Result<Connectors, String> {
         if !c.sinks.contains_key(&Channel::Im) {
             c.sink(&[Channel::Im], im.clone());
         }
-        c.sink(&[Channel::App], im);
+        app_im = Some(im);
     }
+    // Apps: their delivery reports to their callback URLs (signed), other messages to
+    // `app:` addresses to the IM webhook.
+    c.sink(
+        &[Channel::App],
+        Arc::new(app::AppSink::new(
+            deps.directory.clone(),
+            Duration::from_millis(cfg.apps.report_timeout_ms),
+            cfg.reports.concurrency,
+            app_im,
+        )),
+    );
     c.sink(
         &[Channel::Callback],
         Arc::new(

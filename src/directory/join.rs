@@ -134,7 +134,7 @@ impl Snapshot {
                 id: rid.to_string(),
                 doc: Some(doc(&req)),
             }],
-            snap: Snapshot::build(self.users.clone(), self.groups.clone(), requests),
+            snap: self.rebuild(self.users.clone(), self.groups.clone(), requests),
             notices,
             request: Some(req),
         })
@@ -240,7 +240,7 @@ impl Snapshot {
         requests.insert(rid.to_string(), req.clone());
         Ok(Plan {
             changes,
-            snap: Snapshot::build(self.users.clone(), groups, requests),
+            snap: self.rebuild(self.users.clone(), groups, requests),
             notices,
             request: Some(req),
         })

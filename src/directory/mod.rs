@@ -20,7 +20,9 @@ use std::sync::{Arc, RwLock};
 
 use crate::address::Address;
 use config::{DirectoryConfig, SenderPolicy};
-pub use model::{BookEntry, Change, Group, JoinRequest, JoinState, Member, Table, User};
+pub use model::{
+    App, AppTarget, BookEntry, Change, Group, Install, JoinRequest, JoinState, Member, Table, User,
+};
 pub use ops::DirError;
 
 /// The directory as the stages read it: swapped whole after each committed change.
@@ -61,8 +63,33 @@ pub struct Snapshot {
     pub users: BTreeMap<String, User>,
     pub groups: BTreeMap<String, Group>,
     pub requests: BTreeMap<String, JoinRequest>,
+    /// The app platform's registry and the users' app lists.
+    pub apps: Arc<AppBook>,
     /// Address → the user it is bound to (IM addresses bare).
     bindings: HashMap<Address, String>,
+}
+
+/// Registered apps and who installed which.
+#[derive(Clone, Debug, Default)]
+pub struct AppBook {
+    pub apps: BTreeMap<String, App>,
+    /// By `(user, app)`.
+    pub installs: BTreeMap<(String, String), Install>,
+}
+
+impl AppBook {
+    pub fn installed(&self, user: &str, app: &str) -> bool {
+        self.installs
+            .contains_key(&(user.to_string(), app.to_string()))
+    }
+
+    /// A user's app list, in appid order.
+    pub fn installs_of<'a>(&'a self, user: &'a str) -> impl Iterator<Item = &'a Install> + 'a {
+        self.installs
+            .range((user.to_string(), String::new())..)
+            .take_while(move |((u, _), _)| u == user)
+            .map(|(_, i)| i)
+    }
 }
 
 /// A recipient named a group the directory does not know.
@@ -118,7 +145,29 @@ impl Snapshot {
             users,
             groups,
             requests,
+            apps: Arc::default(),
             bindings,
+        }
+    }
+
+    /// [`Snapshot::build`], keeping this snapshot's apps.
+    pub(crate) fn rebuild(
+        &self,
+        users: BTreeMap<String, User>,
+        groups: BTreeMap<String, Group>,
+        requests: BTreeMap<String, JoinRequest>,
+    ) -> Snapshot {
+        Snapshot {
+            apps: self.apps.clone(),
+            ..Snapshot::build(users, groups, requests)
+        }
+    }
+
+    /// This snapshot with other apps and app lists.
+    pub(crate) fn with_apps(&self, apps: AppBook) -> Snapshot {
+        Snapshot {
+            apps: Arc::new(apps),
+            ..self.clone()
         }
     }
 
@@ -407,6 +456,8 @@ fn may_reach_in(snap: &Snapshot, from: &Address, to: &Address) -> Result<(), &'s
     }
     let ok = match from {
         Address::Group(g) => snap.is_member(g, to),
+        // The app platform chose an app message's people itself (app lists, friends).
+        Address::App(a) => snap.apps.apps.contains_key(a),
         from => snap
             .user_of(from)
             .is_some_and(|u| u.id == target.id || target.friends.contains(&u.id)),

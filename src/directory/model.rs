@@ -94,12 +94,83 @@ pub struct BookEntry {
     pub entry: serde_json::Value,
 }
 
+/// A registered third-party app (the app platform's registry, kept beside the users).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    #[serde(default)]
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon_url: Option<String>,
+    /// The HMAC key of its pushes, pulls and reports. Never shown after it is made.
+    #[serde(default)]
+    pub secret: String,
+    /// Where its delivery reports go and where it is pulled from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// `false` stops all its traffic at once.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// What it may push to: `user`, `friends`, `group`.
+    #[serde(default = "user_only")]
+    pub may_target: Vec<AppTarget>,
+    /// Pushes per minute (its bucket holds a minute's worth).
+    #[serde(default = "sixty")]
+    pub rate_per_minute: u32,
+    /// Whether its messages may go to phones (as the fallback text): each costs an SMS.
+    #[serde(default)]
+    pub phones: bool,
+    /// Poll `callback_url` for pushes this often (signed GET); `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_every_secs: Option<u64>,
+    /// The users who may install it; empty: everybody.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audience: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn user_only() -> Vec<AppTarget> {
+    vec![AppTarget::User]
+}
+fn sixty() -> u32 {
+    60
+}
+
+/// What an app may push to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppTarget {
+    User,
+    Friends,
+    Group,
+}
+
+/// An app on a user's app list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Install {
+    pub user: String,
+    pub app: String,
+    pub installed_at: i64,
+}
+
+impl Install {
+    /// Its record id in the store.
+    pub fn key(user: &str, app: &str) -> String {
+        format!("{user}/{app}")
+    }
+}
+
 /// The tables the directory keeps in the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Table {
     Users,
     Groups,
     JoinRequests,
+    Apps,
+    Installs,
 }
 
 impl Table {
@@ -108,13 +179,21 @@ impl Table {
             Table::Users => "users",
             Table::Groups => "groups",
             Table::JoinRequests => "join_requests",
+            Table::Apps => "apps",
+            Table::Installs => "installs",
         }
     }
 
     pub fn parse(s: &str) -> Option<Table> {
-        [Table::Users, Table::Groups, Table::JoinRequests]
-            .into_iter()
-            .find(|t| t.as_str() == s)
+        [
+            Table::Users,
+            Table::Groups,
+            Table::JoinRequests,
+            Table::Apps,
+            Table::Installs,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
     }
 }
 

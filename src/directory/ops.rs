@@ -29,7 +29,7 @@ pub struct DirError {
 }
 
 impl DirError {
-    pub(super) fn new(code: &'static str, message: impl Into<String>) -> DirError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> DirError {
         DirError {
             code,
             message: message.into(),
@@ -65,7 +65,7 @@ pub struct Plan {
     pub request: Option<JoinRequest>,
 }
 
-pub(super) fn doc<T: serde::Serialize>(v: &T) -> String {
+pub fn doc<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
@@ -93,13 +93,13 @@ impl Snapshot {
     fn with_user(&self, u: User) -> Snapshot {
         let mut users = self.users.clone();
         users.insert(u.id.clone(), u);
-        Snapshot::build(users, self.groups.clone(), self.requests.clone())
+        self.rebuild(users, self.groups.clone(), self.requests.clone())
     }
 
     fn with_group(&self, g: Group) -> Snapshot {
         let mut groups = self.groups.clone();
         groups.insert(g.id.clone(), g);
-        Snapshot::build(self.users.clone(), groups, self.requests.clone())
+        self.rebuild(self.users.clone(), groups, self.requests.clone())
     }
 
     /// Where a user is told things: their first address.
@@ -326,9 +326,24 @@ impl Snapshot {
         let requests = self.requests_without(&mut changes, |r| {
             r.by == id || r.member == Member::User(id.to_string())
         });
+        // The user's app list goes with them.
+        let mut apps = (*self.apps).clone();
+        apps.installs.retain(|(user, app), _| {
+            let keep = user != id;
+            if !keep {
+                changes.push(Change {
+                    table: Table::Installs,
+                    id: super::Install::key(user, app),
+                    doc: None,
+                });
+            }
+            keep
+        });
         Ok(Plan {
             changes,
-            snap: Snapshot::build(users, self.groups.clone(), requests),
+            snap: self
+                .rebuild(users, self.groups.clone(), requests)
+                .with_apps(apps),
             notices: Vec::new(),
             request: None,
         })
@@ -396,7 +411,7 @@ impl Snapshot {
         });
         Ok(Plan {
             changes,
-            snap: Snapshot::build(self.users.clone(), groups, requests),
+            snap: self.rebuild(self.users.clone(), groups, requests),
             notices: Vec::new(),
             request: None,
         })

@@ -16,6 +16,7 @@ impl Snapshot {
         let mut users = BTreeMap::new();
         let mut groups = BTreeMap::new();
         let mut requests = BTreeMap::new();
+        let mut apps = super::AppBook::default();
         let mut bad = Vec::new();
         for (table, id, d) in rows {
             let ok = match table {
@@ -28,12 +29,21 @@ impl Snapshot {
                 Table::JoinRequests => serde_json::from_str::<JoinRequest>(&d).map(|r| {
                     requests.insert(id.clone(), r);
                 }),
+                Table::Apps => serde_json::from_str::<super::App>(&d).map(|a| {
+                    apps.apps.insert(id.clone(), a);
+                }),
+                Table::Installs => serde_json::from_str::<super::Install>(&d).map(|i| {
+                    apps.installs.insert((i.user.clone(), i.app.clone()), i);
+                }),
             };
             if let Err(e) = ok {
                 bad.push(format!("{} {id:?}: {e}", table.as_str()));
             }
         }
-        (Snapshot::build(users, groups, requests), bad)
+        (
+            Snapshot::build(users, groups, requests).with_apps(apps),
+            bad,
+        )
     }
 
     /// Puts the users and groups of the start-up file and of `[[directory.groups]]` into

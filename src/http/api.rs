@@ -102,6 +102,26 @@ pub(super) async fn submit(
             format!("client {:?} may not send as {from}", client.cfg.name),
         ));
     }
+    // A registered app speaks only through its signed push API: no bearer token may send
+    // as it.
+    if let Address::App(appid) = &from
+        && st
+            .intake
+            .directory()
+            .snapshot()
+            .apps
+            .apps
+            .contains_key(appid)
+    {
+        refused("app_signed_only");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "app_signed_only",
+            format!(
+                "{from} is a registered app: it pushes through POST /v1/apps/{appid}/messages, signed with its secret"
+            ),
+        ));
+    }
     let max_recipients = client.max_recipients();
     let speak_as = match req.as_group.as_deref().map(Address::parse_user) {
         None => None,
@@ -195,6 +215,7 @@ pub(super) async fn submit(
                 parts: req.parts,
                 report: None,
                 mail: None,
+                app: None,
             },
             note: None,
             door: Door::Api,

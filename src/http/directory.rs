@@ -47,18 +47,21 @@ use crate::message::now_ms;
 use crate::pipeline::ChangeError;
 
 /// Counts a refusal of the admin API by its code, and passes it on.
-fn refused(e: ApiError) -> ApiError {
+pub(super) fn refused(e: ApiError) -> ApiError {
     metrics::counter!("switchboard_admin_refused_total", "reason" => e.code).increment(1);
     e
 }
 
 /// The admin token, or the caller's `401` / `403`.
-fn admin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn admin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     st.callers.admin(headers).map_err(refused)
 }
 
 /// The body, within `http.max_body_bytes`.
-fn read_body(st: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn read_body(
+    st: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         refused(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -75,7 +78,7 @@ fn read_body(st: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes
     })
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         refused(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -86,7 +89,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Reads a JSON body of type `T`.
-fn json_body<T: DeserializeOwned>(
+pub(super) fn json_body<T: DeserializeOwned>(
     st: &AppState,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
@@ -104,11 +107,11 @@ fn dir_status(e: &DirError) -> StatusCode {
     }
 }
 
-fn dir_error(e: DirError) -> ApiError {
+pub(super) fn dir_error(e: DirError) -> ApiError {
     refused(ApiError::new(dir_status(&e), e.code, e.message))
 }
 
-fn not_found(what: &str, id: &str) -> ApiError {
+pub(super) fn not_found(what: &str, id: &str) -> ApiError {
     refused(ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -117,7 +120,7 @@ fn not_found(what: &str, id: &str) -> ApiError {
 }
 
 /// Checks and commits a change.
-async fn change<F>(st: &AppState, decide: F) -> Result<Plan, ApiError>
+pub(super) async fn change<F>(st: &AppState, decide: F) -> Result<Plan, ApiError>
 where
     F: FnOnce(&Snapshot) -> Result<Plan, DirError>,
 {
@@ -139,7 +142,7 @@ where
 
 /// `If-None-Match: *`: only create. Other values are not understood, and refused rather
 /// than ignored.
-fn create_only(headers: &HeaderMap) -> Result<bool, ApiError> {
+pub(super) fn create_only(headers: &HeaderMap) -> Result<bool, ApiError> {
     match headers.get(header::IF_NONE_MATCH) {
         None => Ok(false),
         Some(v) if v.to_str().is_ok_and(|v| v.trim() == "*") => Ok(true),
@@ -151,7 +154,7 @@ fn create_only(headers: &HeaderMap) -> Result<bool, ApiError> {
     }
 }
 
-fn put_status(existed: bool) -> StatusCode {
+pub(super) fn put_status(existed: bool) -> StatusCode {
     if existed {
         StatusCode::OK
     } else {

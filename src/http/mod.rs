@@ -1,5 +1,6 @@
 //! The HTTP server: the submit API (`/v1/messages`), signed media links (`/media`), the
-//! admin API (erasure, any message, and the directory: users, groups, join requests),
+//! admin API (erasure, any message, the directory: users, groups, join requests, and the
+//! app registry), the app platform ([`apps`]: signed pushes, app lists, message stacks),
 //! `/metrics`, `/healthz` and `/readyz`, with the connectors' callback routes (the SDP's
 //! notifications) merged in; the callbacks and the admin API optionally on listeners of
 //! their own ([`routers`]). Connections, timeouts and TLS: [`listener`].
@@ -9,6 +10,7 @@
 
 pub mod admin;
 mod api;
+mod apps;
 pub mod auth;
 pub mod config;
 mod directory;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub ready: Vec<ReadySource>,
     /// Checks the links under `/media`.
     pub media: Arc<crate::content::media::MediaLinks>,
+    /// The app platform.
+    pub apps: Arc<crate::apps::Platform>,
 }
 
 /// The routers of the HTTP listeners: the main one (API, media, `/metrics`, health), and
@@ -103,6 +107,14 @@ pub fn api_routes() -> Router<Arc<AppState>> {
         .route("/v1/messages", post(api::submit))
         .route("/v1/messages/{id}", get(api::get_message))
         .route("/media/{msg}/{part}/{name}", get(media::part))
+        .route("/v1/apps/{appid}/messages", post(apps::push))
+        .route("/v1/users/{id}/apps", get(apps::list_installs))
+        .route(
+            "/v1/users/{id}/apps/{appid}",
+            axum::routing::put(apps::install).delete(apps::uninstall),
+        )
+        .route("/v1/users/{id}/app-messages", get(apps::stack))
+        .route("/v1/users/{id}/recommendations", post(apps::recommend))
 }
 
 /// The admin API (its own token; optionally its own listener, `http.admin_listen`): the
@@ -122,6 +134,12 @@ pub fn admin_routes() -> Router<Arc<AppState>> {
             get(directory::get_group)
                 .put(directory::put_group)
                 .delete(directory::delete_group),
+        )
+        .route(
+            "/v1/apps/{appid}",
+            get(apps::get_app)
+                .put(apps::put_app)
+                .delete(apps::delete_app),
         )
         .route("/v1/groups/{id}/members", get(directory::members))
         .route(

@@ -23,8 +23,8 @@ pub struct Ctx {
     pub cfg: Arc<Config>,
     pub store: Store,
     pub ids: Arc<IdGen>,
-    /// Groups and opt-outs.
-    pub directory: Directory,
+    /// Users, groups, opt-outs and the app registry (shared with the connectors).
+    pub directory: Arc<Directory>,
     /// Wakes the feeder (a report or a retry became due now).
     pub feeder_wake: Arc<Notify>,
     /// The bytes of content inside the stages (`[queues] max_bytes`).
@@ -41,10 +41,21 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(cfg: Arc<Config>, store: Store, ids: Arc<IdGen>) -> Ctx {
+        let directory = Arc::new(Directory::new(&cfg.directory));
+        Ctx::with_directory(cfg, store, ids, directory)
+    }
+
+    /// [`Ctx::new`] with a directory the connectors share.
+    pub fn with_directory(
+        cfg: Arc<Config>,
+        store: Store,
+        ids: Arc<IdGen>,
+        directory: Arc<Directory>,
+    ) -> Ctx {
         Ctx {
             store,
             ids,
-            directory: Directory::new(&cfg.directory),
+            directory,
             feeder_wake: Arc::new(Notify::new()),
             budget: ByteBudget::new(cfg.queues.max_bytes),
             daily: limits::DailyCap::new(cfg.limits.recipient_daily_max),

@@ -68,6 +68,39 @@ pub enum Applied {
     Unknown,
 }
 
+/// One app message on a user's message stack, as `GET /v1/users/{id}/app-messages`
+/// gives it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StackEntry {
+    /// 16 hex digits: milliseconds and a sequence, increasing.
+    pub id: String,
+    pub app: String,
+    pub name: String,
+    pub kind: crate::message::AppKind,
+    pub mode: crate::message::AppMode,
+    pub content: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    pub at_ms: i64,
+}
+
+impl StackEntry {
+    pub fn of(env: &Envelope, app: &crate::message::AppMessage) -> StackEntry {
+        StackEntry {
+            id: env.id.to_string(),
+            app: app.app.clone(),
+            name: app.name.clone(),
+            kind: app.kind,
+            mode: app.mode,
+            content: app.content.clone(),
+            text: env.content.text.clone(),
+            by: app.by.clone(),
+            at_ms: env.created_at,
+        }
+    }
+}
+
 /// The store, whichever backend is configured.
 #[derive(Clone)]
 pub enum Store {
@@ -224,6 +257,18 @@ impl Store {
     pub async fn put_book_entry(&self, e: BookEntry) -> Result<bool, StoreError> {
         match self {
             Store::Sqlite(s) => s.put_book_entry(e).await,
+        }
+    }
+
+    /// A user's app messages with ids after `since`, oldest first, `limit` at most.
+    pub async fn app_messages(
+        &self,
+        user: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<StackEntry>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.app_messages(user, since, limit).await,
         }
     }
 

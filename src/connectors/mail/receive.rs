@@ -107,6 +107,7 @@ impl Session<'_> {
                     delay_report_at,
                     content_checked: false,
                 }),
+                app: None,
             },
             note: None,
             door: Door::Smtp,

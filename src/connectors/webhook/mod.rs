@@ -101,6 +101,22 @@ struct MessageBody<'a> {
     subject: Option<&'a str>,
     #[serde(skip_serializing_if = "<[Part]>::is_empty")]
     parts: &'a [Part],
+    /// An app message: `{id, app, name, kind, mode, content, by?}` (the XML payload in
+    /// `content`, the readable text in `text`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app: Option<AppPayload<'a>>,
+}
+
+#[derive(Serialize)]
+struct AppPayload<'a> {
+    id: String,
+    app: &'a str,
+    name: &'a str,
+    kind: &'static str,
+    mode: &'static str,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -163,6 +179,15 @@ impl WebhookSink {
                     text: &env.content.text,
                     subject: env.content.subject.as_deref(),
                     parts: &env.content.parts,
+                    app: env.content.app.as_ref().map(|a| AppPayload {
+                        id: env.id.to_string(),
+                        app: &a.app,
+                        name: &a.name,
+                        kind: a.kind.as_str(),
+                        mode: a.mode.as_str(),
+                        content: &a.content,
+                        by: a.by.as_deref(),
+                    }),
                 }),
             ),
             (None, None) => {

@@ -224,6 +224,13 @@ impl XmppSink {
                     _ => return nothing,
                 }
             }
+            _ if env.content.app.is_some() => {
+                let app = env.content.app.as_ref().expect("checked");
+                stanzas::app_message(from, to, id, &env.content.text, app, &env.id.to_string())
+                    .ok_or_else(|| {
+                        SinkError::Permanent("the app payload does not read as XML".into())
+                    })?
+            }
             _ => {
                 let mut text = match (mapped, voice) {
                     (true, _) => env.content.text.clone(),

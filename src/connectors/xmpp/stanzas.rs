@@ -461,6 +461,45 @@ pub fn chat_message_with_links(
     m.into()
 }
 
+/// The namespace of the app platform's payload element.
+pub const APP_NS: &str = "urn:switchboard:app:1";
+
+/// An app message: a `headline` with a readable body and the app's payload inside
+/// `<app xmlns='urn:switchboard:app:1' id app name kind mode [by]>…</app>`. The payload was
+/// checked as one well-formed element when pushed; `None` if it still does not read.
+pub fn app_message(
+    from: Jid,
+    to: Jid,
+    id: String,
+    text: &str,
+    app: &crate::message::AppMessage,
+    msg_id: &str,
+) -> Option<Stanza> {
+    use quick_xml::escape::escape;
+    let by = app
+        .by
+        .as_deref()
+        .map(|b| format!(" by='{}'", escape(b)))
+        .unwrap_or_default();
+    let wrapped = format!(
+        "<app xmlns='{APP_NS}' id='{}' app='{}' name='{}' kind='{}' mode='{}'{by}>{}</app>",
+        escape(msg_id),
+        escape(app.app.as_str()),
+        escape(app.name.as_str()),
+        app.kind.as_str(),
+        app.mode.as_str(),
+        app.content,
+    );
+    let payload: Element = wrapped.parse().ok()?;
+    let mut m = Message::new(Some(to));
+    m.type_ = MessageType::Headline;
+    m.from = Some(from);
+    m.id = Some(Id(id));
+    m.bodies.insert(Lang::default(), text.to_string());
+    m.payloads.push(payload);
+    Some(m.into())
+}
+
 /// A delivery receipt (XEP-0184) for the user's message `of`.
 pub fn receipt(from: Jid, to: Jid, id: String, of: String) -> Stanza {
     let mut m = Message::normal(Some(to));

@@ -42,6 +42,7 @@ pub(super) fn write(c: &Connection, changes: &[Change]) -> Result<(), StoreError
                 if ch.table == Table::Users {
                     c.prepare_cached("DELETE FROM address_books WHERE owner = ?1")?
                         .execute([&ch.id])?;
+                    super::stacks::drop_user(c, &ch.id)?;
                 }
             }
         }

@@ -17,6 +17,7 @@ mod directory;
 mod prune;
 mod read;
 mod schema;
+mod stacks;
 mod write;
 mod writer;
 
@@ -187,6 +188,17 @@ impl SqliteStore {
 
     pub async fn directory_rows(&self) -> Result<Vec<(Table, String, String)>, StoreError> {
         self.read(directory::rows).await
+    }
+
+    pub async fn app_messages(
+        &self,
+        user: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::store::StackEntry>, StoreError> {
+        let user = user.to_string();
+        self.read(move |c| stacks::after(c, &user, since, limit))
+            .await
     }
 
     pub async fn address_book(&self, owner: &str) -> Result<Vec<BookEntry>, StoreError> {

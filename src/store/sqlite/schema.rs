@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS reply_routes (
 pub(super) fn create(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(super::directory::SCHEMA)?;
+    conn.execute_batch(super::stacks::SCHEMA)?;
     add_sms_columns(conn)?;
     add_speaker_column(conn)?;
     super::prune::add_columns(conn)?;

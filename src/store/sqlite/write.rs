@@ -50,6 +50,9 @@ pub(super) fn insert_envelope(c: &Connection, env: &Envelope) -> Result<(), Stor
             r.correlator,
         ])?;
     }
+    if let Some(app) = &env.content.app {
+        super::stacks::push(c, env, app)?;
+    }
     if let (Some(at), Some(_)) = (
         env.content.mail.as_ref().and_then(|m| m.delay_report_at),
         &env.report_to,
@@ -283,6 +286,7 @@ pub(super) fn apply(
                     at_ms: now,
                 }),
                 mail: None,
+                app: None,
             },
             created_at: now,
             expires_at: now + report_ttl_ms,
