@@ -48,10 +48,21 @@ impl Snapshot {
 
     /// Puts the users and groups of the start-up file and of `[[directory.groups]]` into
     /// the directory (replacing records with the same ids), checked like API changes:
-    /// users first, then groups in an order where inner groups come first.
+    /// users first (each without the friends it names not yet known, then with its friends,
+    /// so users may name each other), then groups in an order where inner groups come first.
     pub fn seed(&self, users: Vec<User>, groups: Vec<Group>) -> Result<Plan, DirError> {
         let mut snap = self.clone();
         let mut changes = Vec::new();
+        for u in &users {
+            if u.friends.iter().all(|f| snap.users.contains_key(f)) {
+                continue;
+            }
+            let mut first = u.clone();
+            first.friends.retain(|f| snap.users.contains_key(f));
+            if let Ok(p) = snap.put_user(&u.id, first, false) {
+                snap = p.snap;
+            }
+        }
         for u in users {
             let id = u.id.clone();
             let p = snap.put_user(&id, u, false).map_err(|e| DirError {

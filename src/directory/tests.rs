@@ -469,3 +469,19 @@ fn a_person_already_inside_or_already_asking_is_refused() {
         "already_requested"
     );
 }
+
+#[test]
+fn seeded_users_may_name_each_other_as_friends() {
+    let mut a = user("a", "A", &["im:a@x.org"]);
+    a.friends = vec!["b".into()];
+    let mut b = user("b", "B", &["im:b@x.org"]);
+    b.friends = vec!["a".into()];
+    let plan = Snapshot::default().seed(vec![a, b], Vec::new()).unwrap();
+    assert_eq!(plan.snap.users["a"].friends, ["b"]);
+    assert_eq!(plan.snap.users["b"].friends, ["a"]);
+    let docs: Vec<&str> = plan.changes.iter().filter_map(|c| c.doc.as_deref()).collect();
+    assert!(docs.iter().any(|d| d.contains("\"friends\":[\"b\"]")), "{docs:?}");
+    let mut c = user("c", "C", &["im:c@x.org"]);
+    c.friends = vec!["nobody".into()];
+    assert!(Snapshot::default().seed(vec![c], Vec::new()).is_err());
+}
