@@ -270,7 +270,7 @@ async fn bad_pushes_are_refused_counted_and_store_nothing() {
 
     let m = h.metrics().await;
     for (reason, n) in [
-        ("bad_signature", 3.0),
+        ("bad_signature", 4.0),
         ("stale_timestamp", 2.0),
         ("replayed_nonce", 1.0),
         ("app_disabled", 1.0),

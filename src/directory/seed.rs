@@ -54,9 +54,6 @@ impl Snapshot {
         let mut snap = self.clone();
         let mut changes = Vec::new();
         for u in &users {
-            if u.friends.iter().all(|f| snap.users.contains_key(f)) {
-                continue;
-            }
             let mut first = u.clone();
             first.friends.retain(|f| snap.users.contains_key(f));
             if let Ok(p) = snap.put_user(&u.id, first, false) {

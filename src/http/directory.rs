@@ -102,6 +102,8 @@ fn dir_status(e: &DirError) -> StatusCode {
         StatusCode::NOT_FOUND
     } else if e.is_conflict() {
         StatusCode::CONFLICT
+    } else if matches!(e.code, "app_disabled" | "not_allowed") {
+        StatusCode::FORBIDDEN
     } else {
         StatusCode::BAD_REQUEST
     }
