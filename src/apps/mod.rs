@@ -280,8 +280,9 @@ impl Platform {
             ));
         }
         self.take(&app)?;
-        let checked = xml::check(&body.content, self.cfg.max_content_bytes).map_err(|m| {
-            let code = if body.content.len() > self.cfg.max_content_bytes {
+        let max_bytes = app.content_limit(self.cfg.max_content_bytes);
+        let checked = xml::check(&body.content, max_bytes).map_err(|m| {
+            let code = if body.content.len() > max_bytes {
                 "content_too_large"
             } else {
                 "invalid_content"

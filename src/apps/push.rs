@@ -161,13 +161,11 @@ pub fn fan_out(
         }
     }
     let people = out.users.len().max(out.to.len());
-    if people > cfg.max_recipients_per_push {
+    let limit = app.recipient_limit(cfg.max_recipients_per_push);
+    if people > limit {
         return Err(AppError::new(
             "too_many_recipients",
-            format!(
-                "the push reaches {people} people; at most {} per push",
-                cfg.max_recipients_per_push
-            ),
+            format!("the push reaches {people} people; at most {limit} per push"),
         ));
     }
     Ok(out)

@@ -120,6 +120,12 @@ pub fn put_app(
             format!("audience: no user {u:?}"),
         ));
     }
+    if app.max_recipients == Some(0) || app.max_content_bytes == Some(0) {
+        return Err(DirError::new(
+            "invalid_limit",
+            "max_recipients, max_content_bytes: at least 1 (absent: the platform's)",
+        ));
+    }
     app.may_target.sort_by_key(|t| *t as u8);
     app.may_target.dedup();
     let made = if app.secret.is_empty() {

@@ -127,6 +127,25 @@ pub struct App {
     /// The users who may install it; empty: everybody.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audience: Vec<String>,
+    /// Most people one of its pushes reaches (never more than `[apps]
+    /// max_recipients_per_push`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_recipients: Option<usize>,
+    /// Most XML bytes of one of its messages (never more than `[apps] max_content_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_content_bytes: Option<usize>,
+}
+
+impl App {
+    /// Its limit of people per push, under the platform's.
+    pub fn recipient_limit(&self, platform: usize) -> usize {
+        self.max_recipients.map_or(platform, |m| m.min(platform))
+    }
+
+    /// Its limit of content bytes, under the platform's.
+    pub fn content_limit(&self, platform: usize) -> usize {
+        self.max_content_bytes.map_or(platform, |m| m.min(platform))
+    }
 }
 
 fn yes() -> bool {

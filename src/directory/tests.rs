@@ -479,8 +479,15 @@ fn seeded_users_may_name_each_other_as_friends() {
     let plan = Snapshot::default().seed(vec![a, b], Vec::new()).unwrap();
     assert_eq!(plan.snap.users["a"].friends, ["b"]);
     assert_eq!(plan.snap.users["b"].friends, ["a"]);
-    let docs: Vec<&str> = plan.changes.iter().filter_map(|c| c.doc.as_deref()).collect();
-    assert!(docs.iter().any(|d| d.contains("\"friends\":[\"b\"]")), "{docs:?}");
+    let docs: Vec<&str> = plan
+        .changes
+        .iter()
+        .filter_map(|c| c.doc.as_deref())
+        .collect();
+    assert!(
+        docs.iter().any(|d| d.contains("\"friends\":[\"b\"]")),
+        "{docs:?}"
+    );
     let mut c = user("c", "C", &["im:c@x.org"]);
     c.friends = vec!["nobody".into()];
     assert!(Snapshot::default().seed(vec![c], Vec::new()).is_err());
