@@ -15,6 +15,9 @@ Commands:
   {"cmd": "stats"}                                          counts so far
   {"cmd": "quit"}
 
+A message event carries the app platform's payload of a headline, when there is one:
+"app" (the attributes of <app xmlns='urn:switchboard:app:1'>) and "app_xml" (the element).
+
 Events: online, message, receipt, error, gateway, disco, ping, presence, sent, stats,
 iq_error, disconnected.
 """
@@ -28,6 +31,7 @@ import time
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.xmlstream import tostring
 
 
 def emit(**event):
@@ -80,6 +84,12 @@ class User(slixmpp.ClientXMPP):
         self.first_at = self.first_at or now
         self.last_at = now
         if not self.quiet:
+            # The app platform's payload of a headline, when there is one.
+            app = msg.xml.find("{urn:switchboard:app:1}app")
+            extra = {}
+            if app is not None:
+                extra["app"] = dict(app.attrib)
+                extra["app_xml"] = tostring(app)
             emit(
                 event="message",
                 id=msg["id"],
@@ -91,6 +101,7 @@ class User(slixmpp.ClientXMPP):
                     for x in msg.xml.findall("{jabber:x:oob}x")
                 ],
                 **{"from": str(msg["from"]), "to": str(msg["to"])},
+                **extra,
             )
 
     def on_receipt(self, msg):

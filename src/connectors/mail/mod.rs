@@ -18,7 +18,8 @@
 //! settled without sending anything. A message a member spoke as a group comes from the
 //! group, the member named beside it, and replies go to the group:
 //! `From: "Team 42 (Alice)" <team42@groups.example.org>`,
-//! `Reply-To: <team42@groups.example.org>` ([`group_from`]).
+//! `Reply-To: <team42@groups.example.org>` ([`group_from`]). An app's message comes from
+//! `"Weather" <noreply@gw.example.org>` (`[mail] hostname`), the app's name as its subject.
 
 pub mod bounce;
 pub mod client;
@@ -126,9 +127,11 @@ impl MailSink {
         // The Message-ID's token, kept as the remote id, is what a bounce must repeat.
         let message_id = bounce::message_id(env.recipient_id(idx), &me.hostname);
         let mut b = MessageBuilder::new();
-        b = match voice {
-            Some(v) => group_from(b, v, &from),
-            None => b.from(from.clone()),
+        b = match (voice, &env.content.app) {
+            (Some(v), _) => group_from(b, v, &from),
+            // An app has no mail address of its own: its name shows who it is from.
+            (None, Some(app)) => b.from((app.name.clone(), from.clone())),
+            (None, None) => b.from(from.clone()),
         };
         let mut b = b
             .to(to.clone())
