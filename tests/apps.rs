@@ -169,6 +169,18 @@ fn counter(metrics: &str, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Asserts that an answer is a refusal with this status and code; the answer.
+#[track_caller]
+fn refused_with(got: (StatusCode, Value), status: StatusCode, code: &str) -> Value {
+    assert_eq!(
+        (got.0, got.1["code"].as_str()),
+        (status, Some(code)),
+        "{}",
+        got.1
+    );
+    got.1
+}
+
 fn stack_rows(h: &Harness) -> i64 {
     count_rows(&h.cfg.store.path, "app_messages")
 }
@@ -246,11 +258,10 @@ async fn bad_pushes_are_refused_counted_and_store_nothing() {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, v) = Push::new(&secret, body.clone()).send(&h).await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("app_disabled")),
-        "{v}"
+    refused_with(
+        Push::new(&secret, body.clone()).send(&h).await,
+        StatusCode::FORBIDDEN,
+        "app_disabled",
     );
 
     // Oversized and malformed bodies.
@@ -310,11 +321,10 @@ async fn content_targets_and_limits_are_checked() {
         ("<a/><b/>", "more than one root"),
     ] {
         let body = json!({"target": {"user": "bob"}, "mode": "tip", "content": content});
-        let (status, v) = Push::new(&secret, body).send(&h).await;
-        assert_eq!(
-            (status, v["code"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("invalid_content")),
-            "{content}: {v}"
+        let v = refused_with(
+            Push::new(&secret, body).send(&h).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_content",
         );
         assert!(
             v["message"].as_str().unwrap().contains(problem),
@@ -322,52 +332,47 @@ async fn content_targets_and_limits_are_checked() {
         );
     }
     let big = format!("<w>{}</w>", "x".repeat(300));
-    let (status, v) = Push::new(
-        &secret,
-        json!({"target": {"user": "bob"}, "mode": "tip", "content": big}),
-    )
-    .send(&h)
-    .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("content_too_large")),
-        "{v}"
+    refused_with(
+        Push::new(
+            &secret,
+            json!({"target": {"user": "bob"}, "mode": "tip", "content": big}),
+        )
+        .send(&h)
+        .await,
+        StatusCode::BAD_REQUEST,
+        "content_too_large",
     );
-    let (status, v) = Push::new(
-        &secret,
-        json!({"target": {"user": "bob"}, "mode": "loud", "content": "<w/>"}),
-    )
-    .send(&h)
-    .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_json")),
-        "{v}"
+    refused_with(
+        Push::new(
+            &secret,
+            json!({"target": {"user": "bob"}, "mode": "loud", "content": "<w/>"}),
+        )
+        .send(&h)
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
     );
     // A group is not among its targets; three friends are over the limit of two.
-    let (status, v) = Push::new(&secret, weather(json!({"group": "team"}), "x"))
-        .send(&h)
-        .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("target_not_allowed")),
-        "{v}"
+    refused_with(
+        Push::new(&secret, weather(json!({"group": "team"}), "x"))
+            .send(&h)
+            .await,
+        StatusCode::FORBIDDEN,
+        "target_not_allowed",
     );
-    let (status, v) = Push::new(&secret, weather(json!({"friends_of": "alice"}), "x"))
-        .send(&h)
-        .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("too_many_recipients")),
-        "{v}"
+    refused_with(
+        Push::new(&secret, weather(json!({"friends_of": "alice"}), "x"))
+            .send(&h)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "too_many_recipients",
     );
-    let (status, v) = Push::new(&secret, weather(json!({"user": "nobody"}), "x"))
-        .send(&h)
-        .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("unknown_user")),
-        "{v}"
+    refused_with(
+        Push::new(&secret, weather(json!({"user": "nobody"}), "x"))
+            .send(&h)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "unknown_user",
     );
     assert_eq!(h.stored_messages(), before, "nothing stored");
     h.stop().await;
@@ -411,13 +416,12 @@ async fn a_push_to_friends_reaches_each_friend_and_never_the_user() {
     let h = start(|_| {}).await;
     let secret = register(&h, json!({"phones": true})).await;
     // Alice has not installed it: refused.
-    let (status, v) = Push::new(&secret, weather(json!({"friends_of": "alice"}), "Sunny"))
-        .send(&h)
-        .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_installed")),
-        "{v}"
+    refused_with(
+        Push::new(&secret, weather(json!({"friends_of": "alice"}), "Sunny"))
+            .send(&h)
+            .await,
+        StatusCode::FORBIDDEN,
+        "not_installed",
     );
     install(&h, "alice", "weather").await;
     let (status, v) = Push::new(&secret, weather(json!({"friends_of": "alice"}), "Sunny"))
@@ -700,30 +704,27 @@ async fn app_lists_install_list_uninstall() {
         202
     );
     // Outside the audience, unknown app, another tenant's token.
-    let (status, v) = admin(&h, Method::PUT, "/v1/users/alice/apps/weather", None).await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_allowed")),
-        "{v}"
+    refused_with(
+        admin(&h, Method::PUT, "/v1/users/alice/apps/weather", None).await,
+        StatusCode::FORBIDDEN,
+        "not_allowed",
     );
-    let (status, v) = admin(&h, Method::PUT, "/v1/users/bob/apps/nosuch", None).await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found")),
-        "{v}"
+    refused_with(
+        admin(&h, Method::PUT, "/v1/users/bob/apps/nosuch", None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
     );
-    let (status, v) = call_as(
-        &h,
-        Some(OTHER_TOKEN),
-        Method::PUT,
-        "/v1/users/carol/apps/weather",
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_your_user")),
-        "{v}"
+    refused_with(
+        call_as(
+            &h,
+            Some(OTHER_TOKEN),
+            Method::PUT,
+            "/v1/users/carol/apps/weather",
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "not_your_user",
     );
     // Uninstalled: pushes to bob are refused.
     let (status, _) = call_as(
@@ -737,13 +738,12 @@ async fn app_lists_install_list_uninstall() {
     assert_eq!(status, 204);
     let (_, list) = call_as(&h, Some(TOKEN), Method::GET, "/v1/users/bob/apps", None).await;
     assert_eq!(list["apps"], json!([]));
-    let (status, v) = Push::new(&secret, weather(json!({"user": "bob"}), "x"))
-        .send(&h)
-        .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_installed")),
-        "{v}"
+    refused_with(
+        Push::new(&secret, weather(json!({"user": "bob"}), "x"))
+            .send(&h)
+            .await,
+        StatusCode::FORBIDDEN,
+        "not_installed",
     );
     // A disabled app cannot be installed.
     admin(
@@ -753,18 +753,17 @@ async fn app_lists_install_list_uninstall() {
         Some(json!({"name": "Weather", "enabled": false})),
     )
     .await;
-    let (status, v) = call_as(
-        &h,
-        Some(TOKEN),
-        Method::PUT,
-        "/v1/users/carol/apps/weather",
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("app_disabled")),
-        "{v}"
+    refused_with(
+        call_as(
+            &h,
+            Some(TOKEN),
+            Method::PUT,
+            "/v1/users/carol/apps/weather",
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "app_disabled",
     );
     h.stop().await;
 }
@@ -801,44 +800,41 @@ async fn a_recommendation_reaches_a_friend_only() {
     let (_, stack) = admin(&h, Method::GET, "/v1/users/bob/app-messages", None).await;
     assert_eq!(stack["messages"][0]["kind"], "recommendation");
     // Dan is nobody's friend; bob is not carol's friend either.
-    let (status, v) = call_as(
-        &h,
-        Some(TOKEN),
-        Method::POST,
-        "/v1/users/alice/recommendations",
-        Some(json!({"appid": "weather", "to": "dan"})),
-    )
-    .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_a_friend")),
-        "{v}"
+    refused_with(
+        call_as(
+            &h,
+            Some(TOKEN),
+            Method::POST,
+            "/v1/users/alice/recommendations",
+            Some(json!({"appid": "weather", "to": "dan"})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "not_a_friend",
     );
-    let (status, v) = call_as(
-        &h,
-        Some(TOKEN),
-        Method::POST,
-        "/v1/users/carol/recommendations",
-        Some(json!({"appid": "weather", "to": "bob"})),
-    )
-    .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_a_friend")),
-        "{v}"
+    refused_with(
+        call_as(
+            &h,
+            Some(TOKEN),
+            Method::POST,
+            "/v1/users/carol/recommendations",
+            Some(json!({"appid": "weather", "to": "bob"})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "not_a_friend",
     );
-    let (status, v) = call_as(
-        &h,
-        Some(OTHER_TOKEN),
-        Method::POST,
-        "/v1/users/alice/recommendations",
-        Some(json!({"appid": "weather", "to": "bob"})),
-    )
-    .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("not_your_user")),
-        "{v}"
+    refused_with(
+        call_as(
+            &h,
+            Some(OTHER_TOKEN),
+            Method::POST,
+            "/v1/users/alice/recommendations",
+            Some(json!({"appid": "weather", "to": "bob"})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "not_your_user",
     );
     h.stop().await;
 }
@@ -902,33 +898,29 @@ async fn the_registry_is_admin_only_and_never_shows_a_secret_again() {
         (json!({"name": "W", "audience": ["nobody"]}), "unknown_user"),
         (json!({"name": "W", "bogus": 1}), "invalid_json"),
     ] {
-        let (status, v) = admin(&h, Method::PUT, "/v1/apps/other", Some(body.clone())).await;
-        assert_eq!(
-            (status, v["code"].as_str()),
-            (StatusCode::BAD_REQUEST, Some(code)),
-            "{body}: {v}"
+        refused_with(
+            admin(&h, Method::PUT, "/v1/apps/other", Some(body.clone())).await,
+            StatusCode::BAD_REQUEST,
+            code,
         );
     }
-    let (status, v) = admin(
-        &h,
-        Method::PUT,
-        "/v1/apps/bad%20id",
-        Some(json!({"name": "W"})),
-    )
-    .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_id")),
-        "{v}"
+    refused_with(
+        admin(
+            &h,
+            Method::PUT,
+            "/v1/apps/bad%20id",
+            Some(json!({"name": "W"})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_id",
     );
     // A bearer token may not speak as a registered app.
-    let (status, v) = h
-        .submit(json!({"from": "app:weather", "to": ["sms:+8613800000051"], "text": "fake"}))
-        .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("app_signed_only")),
-        "{v}"
+    refused_with(
+        h.submit(json!({"from": "app:weather", "to": ["sms:+8613800000051"], "text": "fake"}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "app_signed_only",
     );
     // Deleted: it leaves bob's list, and its pushes are refused.
     assert_eq!(

@@ -88,6 +88,15 @@ struct Bucket {
     at: Instant,
 }
 
+/// The registered app `appid`, or `unknown_app`.
+fn registered(snap: &crate::directory::Snapshot, appid: &str) -> Result<App, AppError> {
+    snap.apps
+        .apps
+        .get(appid)
+        .cloned()
+        .ok_or_else(|| AppError::new("unknown_app", format!("no app {appid:?}")))
+}
+
 /// The `app` label of a metric: the appid for registered apps only, so unknown callers
 /// cannot make labels up.
 fn label(snap: &crate::directory::Snapshot, appid: &str) -> String {
@@ -149,12 +158,7 @@ impl Platform {
         body: &[u8],
     ) -> Result<App, AppError> {
         let snap = self.intake.directory().snapshot();
-        let app = snap
-            .apps
-            .apps
-            .get(appid)
-            .cloned()
-            .ok_or_else(|| AppError::new("unknown_app", format!("no app {appid:?}")))?;
+        let app = registered(&snap, appid)?;
         let (Some(ts), Some(nonce), Some(sig)) = (h.timestamp, h.nonce, h.signature) else {
             return Err(AppError::new(
                 "bad_signature",
@@ -267,12 +271,7 @@ impl Platform {
     ) -> Result<Pushed, AppError> {
         // The app as it is now: disabling it stops pushes already past authentication.
         let snap = self.intake.directory().snapshot();
-        let app = snap
-            .apps
-            .apps
-            .get(&app.id)
-            .cloned()
-            .ok_or_else(|| AppError::new("unknown_app", format!("no app {:?}", app.id)))?;
+        let app = registered(&snap, &app.id)?;
         if !app.enabled {
             return Err(AppError::new(
                 "app_disabled",
@@ -359,12 +358,7 @@ impl Platform {
             .users
             .get(user)
             .ok_or_else(|| AppError::new("not_found", format!("no user {user:?}")))?;
-        let app = snap
-            .apps
-            .apps
-            .get(appid)
-            .cloned()
-            .ok_or_else(|| AppError::new("unknown_app", format!("no app {appid:?}")))?;
+        let app = registered(&snap, appid)?;
         registry::may_use(&app, user).map_err(|e| AppError::new(e.code, e.message))?;
         if !from.friends.iter().any(|f| f == to) {
             return Err(AppError::new(

@@ -202,6 +202,20 @@ pub fn build(cfg: &Config, deps: Deps) -> Result<Connectors, String> {
     Ok(c)
 }
 
+/// Classifies a webhook-style HTTP answer that is not 2xx: 408, 429 and 5xx are worth a
+/// retry, every other status is permanent.
+pub(crate) fn classify_status(status: http::StatusCode, url: &str) -> SinkError {
+    let msg = format!("HTTP {} from {url}", status.as_u16());
+    if status.is_server_error()
+        || status == http::StatusCode::REQUEST_TIMEOUT
+        || status == http::StatusCode::TOO_MANY_REQUESTS
+    {
+        SinkError::Transient(msg)
+    } else {
+        SinkError::Permanent(msg)
+    }
+}
+
 /// Classifies a transport error of an HTTP request: all of them are worth a retry
 /// (refused connection, timeout, reset), except a request that could not be built; a
 /// connection that could not be made is `Unavailable` (the request never left).

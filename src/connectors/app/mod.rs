@@ -99,15 +99,7 @@ impl AppSink {
                 final_word: true,
             });
         }
-        let msg = format!("HTTP {} from {url}", status.as_u16());
-        if status.is_server_error()
-            || status == http::StatusCode::REQUEST_TIMEOUT
-            || status == http::StatusCode::TOO_MANY_REQUESTS
-        {
-            Err(SinkError::Transient(msg))
-        } else {
-            Err(SinkError::Permanent(msg))
-        }
+        Err(super::classify_status(status, url))
     }
 }
 

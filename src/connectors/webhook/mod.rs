@@ -219,15 +219,7 @@ impl WebhookSink {
                 final_word: true,
             });
         }
-        let msg = format!("HTTP {} from {}", status.as_u16(), url);
-        if status.is_server_error()
-            || status == http::StatusCode::REQUEST_TIMEOUT
-            || status == http::StatusCode::TOO_MANY_REQUESTS
-        {
-            Err(SinkError::Transient(msg))
-        } else {
-            Err(SinkError::Permanent(msg))
-        }
+        Err(super::classify_status(status, &url))
     }
 }
 
