@@ -400,3 +400,45 @@ async fn erasing_an_address_keeps_other_parties_data() {
     assert_eq!(store.load(unrelated.id).await.unwrap(), Some(unrelated));
     store.close().await;
 }
+
+#[tokio::test]
+async fn app_messages_stay_on_the_stacks_the_newest_first_evicted_last() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir);
+    let ids = IdGen::new(1);
+    let mut pushed = Vec::new();
+    for i in 0..5 {
+        let mut env = envelope(ids.next(), "app:wx1", &["im:u1@example.org"]);
+        env.content.text = format!("n{i}");
+        env.content.app = Some(crate::message::AppMessage {
+            app: "wx1".into(),
+            name: "WX".into(),
+            kind: crate::message::AppKind::Push,
+            mode: crate::message::AppMode::Tip,
+            content: "<w/>".into(),
+            users: vec!["u1".into(), "u2".into()],
+            keep: 3,
+            by: None,
+        });
+        pushed.push(env.id);
+        store.insert(Arc::new(env)).await.unwrap();
+    }
+    for user in ["u1", "u2"] {
+        let kept = store.app_messages(user, 0, 10).await.unwrap();
+        let texts: Vec<&str> = kept.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(texts, ["n2", "n3", "n4"], "{user}");
+        assert_eq!(kept[0].id, pushed[2].to_string());
+    }
+    let after = store.app_messages("u1", pushed[3].0, 10).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].text, "n4");
+    assert_eq!(store.app_messages("u1", 0, 2).await.unwrap().len(), 2);
+    assert!(
+        store
+            .app_messages("nobody", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await;
+}
