@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::Snapshot;
 use super::config::{DirectoryConfig, cycle_from};
-use super::model::{Group, JoinRequest, Member, Table, User};
+use super::model::{Change, Group, JoinRequest, Member, Table, User};
 use super::ops::{DirError, Plan};
 use crate::address::Address;
 
@@ -51,13 +51,34 @@ impl Snapshot {
     /// users first, then groups in an order where inner groups come first.
     pub fn seed(&self, users: Vec<User>, groups: Vec<Group>) -> Result<Plan, DirError> {
         let mut snap = self.clone();
-        let mut changes = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
+        // Friends may be listed before they are put (the file's users come in id order, and
+        // friendships go both ways): such a user is put first with the friends known so far,
+        // then again, whole, once every user of the file is in.
+        let mut again = Vec::new();
         for u in users {
+            let id = u.id.clone();
+            let mut first = u.clone();
+            first
+                .friends
+                .retain(|f| *f == id || snap.users.contains_key(f));
+            if first.friends.len() != u.friends.len() {
+                again.push(u);
+            }
+            let p = snap.put_user(&id, first, false).map_err(|e| DirError {
+                message: format!("user {id:?}: {}", e.message),
+                ..e
+            })?;
+            changes.extend(p.changes);
+            snap = p.snap;
+        }
+        for u in again {
             let id = u.id.clone();
             let p = snap.put_user(&id, u, false).map_err(|e| DirError {
                 message: format!("user {id:?}: {}", e.message),
                 ..e
             })?;
+            changes.retain(|c| !(c.table == Table::Users && c.id == id));
             changes.extend(p.changes);
             snap = p.snap;
         }

@@ -445,6 +445,34 @@ fn the_seed_file_is_checked_like_the_api() {
 }
 
 #[test]
+fn the_seed_file_may_list_friends_both_ways() {
+    let mut al = user("al", "Al", &["sms:+8613800000001"]);
+    let mut bo = user("bo", "Bo", &["sms:+8613800000002"]);
+    al.friends = vec!["bo".into()];
+    bo.friends = vec!["al".into()];
+    let plan = Snapshot::default().seed(vec![al, bo], Vec::new()).unwrap();
+    assert_eq!(plan.snap.users["al"].friends, ["bo"]);
+    assert_eq!(plan.snap.users["bo"].friends, ["al"]);
+    // One write per user, the whole record.
+    let users: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.table == Table::Users)
+        .collect();
+    assert_eq!(users.len(), 2);
+    assert!(
+        users
+            .iter()
+            .any(|c| c.id == "al" && c.doc.as_deref().is_some_and(|d| d.contains("\"bo\"")))
+    );
+    // A friend who is nowhere is still refused.
+    let mut cy = user("cy", "Cy", &["sms:+8613800000003"]);
+    cy.friends = vec!["zed".into()];
+    let e = Snapshot::default().seed(vec![cy], Vec::new()).unwrap_err();
+    assert_eq!(e.code, "unknown_user");
+}
+
+#[test]
 fn a_person_already_inside_or_already_asking_is_refused() {
     let s = nested();
     // Alice is in A, which is in B: she is already inside B.
