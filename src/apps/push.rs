@@ -90,7 +90,7 @@ pub fn fan_out(
             ),
         ));
     }
-    let platform = cfg.platform.iter().any(|p| *p == app.id);
+    let platform = cfg.platform.contains(&app.id);
     let user = |id: &str| {
         snap.users
             .get(id)
