@@ -14,15 +14,13 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard::config::Config;
-use switchboard::connectors::sdp::NOTIFY_PATH;
-use switchboard::gateway::{self, Listeners};
-use switchboard::sim::{PROBE_PREFIX, SEND_SMS_PATH, SimConfig, SimLatency, SimStats, Simulator};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use support::{InProcess, get_json, unix_us, wait_ready};
+use switchboard::sim::{PROBE_PREFIX, SimLatency, SimStats};
+
+mod support;
 
 const USAGE: &str = "\
 App push harness: an app pushes to users' friends; measures pushes accepted and the SMS
@@ -114,13 +112,6 @@ fn parse_args() -> Result<Option<Args>, String> {
     Ok(Some(a))
 }
 
-fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
 fn user_id(u: usize) -> String {
     format!("user{u:05}")
 }
@@ -149,41 +140,10 @@ struct Counts {
     latencies_us: Mutex<Vec<u64>>,
 }
 
-/// A gateway and simulator running in this process, each on its own runtime.
-struct InProcess {
-    stop: CancellationToken,
-    gateway: tokio::task::JoinHandle<Result<(), gateway::RunError>>,
-    runtimes: Vec<tokio::runtime::Runtime>,
-    _dir: tempfile::TempDir,
-}
-
-fn runtime(name: &str) -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the {name} runtime: {e}"))
-}
-
 async fn start_in_process(a: &Args) -> Result<(String, String, InProcess), String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-    let mut cfg = Config::default();
-    cfg.http.listen = "127.0.0.1:0".into();
-    cfg.http.max_connections_per_ip = 4096;
+    let mut cfg = support::config(&dir, &a.sync);
     cfg.admin.token = ADMIN_TOKEN.into();
-    cfg.limits.recipient_daily_max = 0;
-    cfg.store.path = dir.path().join("switchboard.db");
-    cfg.store.synchronous = a.sync.as_str().into();
-    cfg.im.domains = vec!["im.example.org".into()];
-    cfg.log.level = "warn".into();
-    let callbacks = switchboard::connectors::sdp::callbacks::CallbackCredentials {
-        basic: Some(switchboard::connectors::sdp::callbacks::BasicAuth {
-            user: "sdp".into(),
-            password: "bench-callback-password".into(),
-        }),
-        header: None,
-    };
-    cfg.sdp.callbacks.basic = callbacks.basic.clone();
 
     // The directory: U users (on IM), each with F friends of their own on phones.
     let mut users = serde_json::Map::new();
@@ -208,97 +168,7 @@ async fn start_in_process(a: &Args) -> Result<(String, String, InProcess), Strin
     std::fs::write(&seed, json!({"users": users, "groups": {}}).to_string())
         .map_err(|e| format!("{}: {e}", seed.display()))?;
     cfg.directory.file = Some(seed);
-
-    let http = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("bind: {e}"))?;
-    let http_addr = http.local_addr().map_err(|e| e.to_string())?;
-    let sim_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("bind: {e}"))?;
-    let sim_addr = sim_listener.local_addr().map_err(|e| e.to_string())?;
-    let sim_cfg = SimConfig {
-        listen: sim_addr.to_string(),
-        notify_url: Some(format!("http://{http_addr}{NOTIFY_PATH}")),
-        keep_messages: 0,
-        callbacks,
-        ..SimConfig::default()
-    };
-    cfg.sdp.send_sms_url = format!("http://{sim_addr}{SEND_SMS_PATH}");
-    let errors = cfg.validate();
-    if !errors.is_empty() {
-        return Err(format!("config: {errors:?}"));
-    }
-    let stop = CancellationToken::new();
-    let (gw_rt, sim_rt) = (runtime("gateway")?, runtime("sim")?);
-    let (http, sim_listener) = (
-        http.into_std().map_err(|e| e.to_string())?,
-        sim_listener.into_std().map_err(|e| e.to_string())?,
-    );
-    let sim_listener = {
-        let _in = sim_rt.enter();
-        TcpListener::from_std(sim_listener).map_err(|e| e.to_string())?
-    };
-    let http = {
-        let _in = gw_rt.enter();
-        TcpListener::from_std(http).map_err(|e| e.to_string())?
-    };
-    sim_rt.spawn(switchboard::sim::serve_with(
-        sim_listener,
-        Simulator::new(sim_cfg),
-        stop.clone(),
-    ));
-    let gateway = gw_rt.spawn(gateway::run(
-        cfg,
-        Listeners {
-            http,
-            callbacks: None,
-            admin: None,
-            sim: None,
-            smtp: None,
-        },
-        stop.clone(),
-    ));
-    Ok((
-        format!("http://{http_addr}"),
-        format!("http://{sim_addr}"),
-        InProcess {
-            stop,
-            gateway,
-            runtimes: vec![gw_rt, sim_rt],
-            _dir: dir,
-        },
-    ))
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
-    url: &str,
-) -> Result<T, String> {
-    let r = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    if !r.status().is_success() {
-        return Err(format!("{url}: HTTP {}", r.status()));
-    }
-    r.json().await.map_err(|e| format!("{url}: {e}"))
-}
-
-async fn wait_ready(http: &reqwest::Client, gateway: &str, until: Instant) -> Result<(), String> {
-    let url = format!("{gateway}/readyz");
-    loop {
-        if let Ok(r) = http.get(&url).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if Instant::now() >= until {
-            return Err(format!("{url} did not answer 200 in time"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::start(cfg, dir).await
 }
 
 /// Registers the app (it may reach phones) and installs it for every user; its secret.
@@ -595,16 +465,7 @@ async fn run(args: Args) -> Result<bool, String> {
         &counts,
     );
 
-    local.stop.cancel();
-    match tokio::time::timeout(Duration::from_secs(15), local.gateway).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => eprintln!("gateway: {e}"),
-        Ok(Err(e)) => eprintln!("gateway task: {e}"),
-        Err(_) => eprintln!("gateway did not stop within 15 s"),
-    }
-    for rt in local.runtimes {
-        rt.shutdown_background();
-    }
+    local.stop().await;
     let ok = !timed_out
         && accepted == args.n
         && recipients == args.n * args.friends as u64

@@ -12,14 +12,13 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use switchboard::config::{ClientConfig, Config};
-use switchboard::connectors::sdp::NOTIFY_PATH;
-use switchboard::gateway::{self, Listeners};
-use switchboard::sim::{PROBE_PREFIX, SEND_SMS_PATH, SimConfig, SimLatency, SimStats, Simulator};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use support::{InProcess, get_json, unix_us, wait_ready};
+use switchboard::config::ClientConfig;
+use switchboard::sim::{PROBE_PREFIX, SimLatency, SimStats};
+
+mod support;
 
 const USAGE: &str = "\
 Load harness: submits messages to a gateway and measures what reaches the SDP simulator.
@@ -99,13 +98,6 @@ fn parse_args() -> Result<Option<Args>, String> {
     Ok(Some(a))
 }
 
-fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
 /// What the clients counted.
 #[derive(Default)]
 struct Counts {
@@ -118,29 +110,9 @@ struct Counts {
     last_accept_us: AtomicU64,
 }
 
-/// A gateway and simulator running in this process, each on its own runtime (as if each
-/// were its own process, sized to the machine like `switchboard run` and `sdp-sim`).
-struct InProcess {
-    stop: CancellationToken,
-    gateway: tokio::task::JoinHandle<Result<(), gateway::RunError>>,
-    runtimes: Vec<tokio::runtime::Runtime>,
-    _dir: tempfile::TempDir,
-}
-
-fn runtime(name: &str) -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the {name} runtime: {e}"))
-}
-
 async fn start_in_process(sync: &str) -> Result<(String, String, InProcess), String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-    let mut cfg = Config::default();
-    cfg.http.listen = "127.0.0.1:0".into();
-    // Clients, simulator and gateway share one loopback address: room for all of them.
-    cfg.http.max_connections_per_ip = 4096;
+    let mut cfg = support::config(&dir, sync);
     cfg.http.clients = vec![ClientConfig {
         name: "load".into(),
         token: IN_PROCESS_TOKEN.into(),
@@ -148,112 +120,7 @@ async fn start_in_process(sync: &str) -> Result<(String, String, InProcess), Str
         submit_rate: 0,
         ..ClientConfig::default()
     }];
-    cfg.limits.recipient_daily_max = 0;
-    cfg.store.path = dir.path().join("switchboard.db");
-    cfg.store.synchronous = sync.into();
-    cfg.im.domains = vec!["im.example.org".into()];
-    cfg.log.level = "warn".into();
-    // The simulated SDP authenticates its callbacks with basic auth.
-    let callbacks = switchboard::connectors::sdp::callbacks::CallbackCredentials {
-        basic: Some(switchboard::connectors::sdp::callbacks::BasicAuth {
-            user: "sdp".into(),
-            password: "bench-callback-password".into(),
-        }),
-        header: None,
-    };
-    cfg.sdp.callbacks.basic = callbacks.basic.clone();
-
-    let http = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("bind: {e}"))?;
-    let http_addr = http.local_addr().map_err(|e| e.to_string())?;
-    let sim_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("bind: {e}"))?;
-    let sim_addr = sim_listener.local_addr().map_err(|e| e.to_string())?;
-    let sim_cfg = SimConfig {
-        listen: sim_addr.to_string(),
-        notify_url: Some(format!("http://{http_addr}{NOTIFY_PATH}")),
-        // The ring of recent messages is not needed here.
-        keep_messages: 0,
-        callbacks,
-        ..SimConfig::default()
-    };
-    cfg.sdp.send_sms_url = format!("http://{sim_addr}{SEND_SMS_PATH}");
-    let errors = cfg.validate();
-    if !errors.is_empty() {
-        return Err(format!("config: {errors:?}"));
-    }
-    let stop = CancellationToken::new();
-    let (gw_rt, sim_rt) = (runtime("gateway")?, runtime("sim")?);
-    let (http, sim_listener) = (
-        http.into_std().map_err(|e| e.to_string())?,
-        sim_listener.into_std().map_err(|e| e.to_string())?,
-    );
-    let sim_listener = {
-        let _in = sim_rt.enter();
-        TcpListener::from_std(sim_listener).map_err(|e| e.to_string())?
-    };
-    let http = {
-        let _in = gw_rt.enter();
-        TcpListener::from_std(http).map_err(|e| e.to_string())?
-    };
-    sim_rt.spawn(switchboard::sim::serve_with(
-        sim_listener,
-        Simulator::new(sim_cfg),
-        stop.clone(),
-    ));
-    let gateway = gw_rt.spawn(gateway::run(
-        cfg,
-        Listeners {
-            http,
-            callbacks: None,
-            admin: None,
-            sim: None,
-            smtp: None,
-        },
-        stop.clone(),
-    ));
-    Ok((
-        format!("http://{http_addr}"),
-        format!("http://{sim_addr}"),
-        InProcess {
-            stop,
-            gateway,
-            runtimes: vec![gw_rt, sim_rt],
-            _dir: dir,
-        },
-    ))
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
-    url: &str,
-) -> Result<T, String> {
-    let r = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    if !r.status().is_success() {
-        return Err(format!("{url}: HTTP {}", r.status()));
-    }
-    r.json().await.map_err(|e| format!("{url}: {e}"))
-}
-
-async fn wait_ready(http: &reqwest::Client, gateway: &str, until: Instant) -> Result<(), String> {
-    let url = format!("{gateway}/readyz");
-    loop {
-        if let Ok(r) = http.get(&url).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if Instant::now() >= until {
-            return Err(format!("{url} did not answer 200 in time"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::start(cfg, dir).await
 }
 
 /// One client: takes message numbers until all are taken and submits each until it is
@@ -509,16 +376,7 @@ async fn run(args: Args) -> Result<bool, String> {
     print_report(&report, &counts);
 
     if let Some(l) = local {
-        l.stop.cancel();
-        match tokio::time::timeout(Duration::from_secs(15), l.gateway).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => eprintln!("gateway: {e}"),
-            Ok(Err(e)) => eprintln!("gateway task: {e}"),
-            Err(_) => eprintln!("gateway did not stop within 15 s"),
-        }
-        for rt in l.runtimes {
-            rt.shutdown_background();
-        }
+        l.stop().await;
     }
     let ok = !timed_out
         && accepted == args.n
