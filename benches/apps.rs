@@ -476,40 +476,10 @@ async fn run(args: Args) -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("{e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = parse_args();
+    let deadline = match &args {
+        Ok(Some(a)) => a.deadline,
+        _ => Duration::ZERO,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let hard = args.deadline + Duration::from_secs(20);
-    let result = rt.block_on(async move {
-        tokio::time::timeout(hard, run(args))
-            .await
-            .unwrap_or_else(|_| Err("the run did not finish within its deadline".into()))
-    });
-    rt.shutdown_timeout(Duration::from_secs(2));
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("apps: {e}");
-            ExitCode::from(1)
-        }
-    }
+    support::main("apps", USAGE, args, deadline, run)
 }

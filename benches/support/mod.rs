@@ -174,3 +174,56 @@ pub async fn wait_ready(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A harness's `main`: `--help` prints `usage`; bad arguments exit 2; otherwise `run` goes
+/// on a runtime of its own, stopped after `deadline` and 20 s more (room for the report
+/// and the shutdown); it exits 0 when `run` says every message went as it should, else 1.
+pub fn main<A, F, Fut>(
+    name: &str,
+    usage: &str,
+    args: Result<Option<A>, String>,
+    deadline: Duration,
+    run: F,
+) -> std::process::ExitCode
+where
+    F: FnOnce(A) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, String>>,
+{
+    use std::process::ExitCode;
+    let args = match args {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{e}\n\n{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let hard = deadline + Duration::from_secs(20);
+    let result = rt.block_on(async move {
+        tokio::time::timeout(hard, run(args))
+            .await
+            .unwrap_or_else(|_| Err("the run did not finish within its deadline".into()))
+    });
+    rt.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
