@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{InProcess, get_json, unix_us, wait_ready};
+use support::{InProcess, unix_us, wait_ready};
 use switchboard::sim::{PROBE_PREFIX, SimLatency, SimStats};
 
 mod support;
@@ -438,20 +438,8 @@ async fn run(args: Args) -> Result<bool, String> {
     let recipients = counts.recipients.load(Ordering::Relaxed);
 
     // Wait until every recipient of every accepted push reached the simulator.
-    let stats_url = format!("{sim}/sim/stats");
-    let mut timed_out = accepted < args.n && Instant::now() >= until;
-    let stats = loop {
-        let s: SimStats = get_json(&http, &stats_url).await?;
-        if s.unique_correlators >= recipients {
-            break s;
-        }
-        if Instant::now() >= until {
-            timed_out = true;
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let latency: SimLatency = get_json(&http, &format!("{sim}/sim/latency")).await?;
+    let (stats, late, latency) = support::wait_delivered(&http, &sim, recipients, until).await?;
+    let timed_out = late || (accepted < args.n && Instant::now() >= until);
     let deliver_secs = latency.last_at_us.saturating_sub(t0_unix_us) as f64 / 1e6;
     print_report(
         &Report {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{InProcess, get_json, unix_us, wait_ready};
+use support::{InProcess, unix_us, wait_ready};
 use switchboard::config::ClientConfig;
 use switchboard::sim::{PROBE_PREFIX, SimLatency, SimStats};
 
@@ -343,20 +343,8 @@ async fn run(args: Args) -> Result<bool, String> {
     let accepted = counts.accepted.load(Ordering::Relaxed);
 
     // Wait until everything accepted reached the simulator (or the deadline).
-    let stats_url = format!("{sim}/sim/stats");
-    let mut timed_out = accepted < args.n && Instant::now() >= until;
-    let stats = loop {
-        let s: SimStats = get_json(&http, &stats_url).await?;
-        if s.unique_correlators >= accepted {
-            break s;
-        }
-        if Instant::now() >= until {
-            timed_out = true;
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let latency: SimLatency = get_json(&http, &format!("{sim}/sim/latency")).await?;
+    let (stats, late, latency) = support::wait_delivered(&http, &sim, accepted, until).await?;
+    let timed_out = late || (accepted < args.n && Instant::now() >= until);
     let deliver_secs = latency.last_at_us.saturating_sub(t0_unix_us) as f64 / 1e6;
     let metrics = match http.get(format!("{gateway}/metrics")).send().await {
         Ok(r) => r.text().await.unwrap_or_default(),

@@ -227,3 +227,33 @@ where
         }
     }
 }
+
+/// Waits until the simulator has seen `expected` distinct correlators, or `until`; its
+/// counters, whether the deadline came first, and its latency record.
+pub async fn wait_delivered(
+    http: &reqwest::Client,
+    sim: &str,
+    expected: u64,
+    until: Instant,
+) -> Result<
+    (
+        switchboard::sim::SimStats,
+        bool,
+        switchboard::sim::SimLatency,
+    ),
+    String,
+> {
+    let stats_url = format!("{sim}/sim/stats");
+    let (stats, timed_out) = loop {
+        let s: switchboard::sim::SimStats = get_json(http, &stats_url).await?;
+        if s.unique_correlators >= expected {
+            break (s, false);
+        }
+        if Instant::now() >= until {
+            break (s, true);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let latency = get_json(http, &format!("{sim}/sim/latency")).await?;
+    Ok((stats, timed_out, latency))
+}
