@@ -85,3 +85,27 @@ impl AppsConfig {
         e
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_key_is_named() {
+        assert!(AppsConfig::default().validate().is_empty());
+        let bad = AppsConfig {
+            stack_size: 0,
+            max_recipients_per_push: 5000,
+            platform: vec!["ok".into(), "not ok".into()],
+            ..AppsConfig::default()
+        };
+        let e = bad.validate();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].starts_with("apps.stack_size"), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("apps.max_recipients_per_push: at most 1000"))
+        );
+        assert!(e.iter().any(|m| m.contains("apps.platform[1]")));
+    }
+}
