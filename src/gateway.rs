@@ -222,7 +222,9 @@ pub async fn run(
     let ready = connectors.ready;
 
     let apps = Arc::new(crate::apps::Platform::new(intake.clone()));
-    aux.spawn(crate::apps::pull::run(apps.clone(), aux_stop.clone()));
+    // Pulls are a receive side: they stop with the HTTP server, so that their intake is
+    // dropped and the stages can drain.
+    aux.spawn(crate::apps::pull::run(apps.clone(), shutdown.clone()));
     let state = Arc::new(AppState {
         apps,
         cfg: cfg.clone(),

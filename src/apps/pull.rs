@@ -4,7 +4,8 @@
 //! distributed like pushes. An app that fails (transport error, non-2xx, a bad answer) is
 //! asked again after twice the wait of the time before, up to `[apps]
 //! pull_max_backoff_secs`; pulls run concurrently (`pull_concurrency`), each within
-//! `pull_timeout_ms`, so a slow or failing app holds up no other.
+//! `pull_timeout_ms`, so a slow or failing app holds up no other. Pulls stop with the
+//! receive side (the HTTP server); those under way may finish first.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -99,6 +100,13 @@ pub async fn run(platform: Arc<Platform>, stop: CancellationToken) {
             });
         }
     }
+    // Pulls under way finish what their app answered (within their time limit), so pushes
+    // an app handed over are not dropped halfway at a shutdown.
+    let finish = Duration::from_millis(cfg.pull_timeout_ms.saturating_mul(2));
+    let _ = tokio::time::timeout(finish, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
     running.abort_all();
 }
 

@@ -612,12 +612,18 @@ pub fn count_rows(db: &Path, table: &str) -> i64 {
 }
 
 /// A free loopback port (bound and released; for child processes that bind themselves).
+/// Taken below the kernel's ephemeral range (32768 and up), so the source port of some
+/// other test's outgoing connection cannot take it before the child binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000-32000")
 }
 
 /// The gateway binary as a child process, for crash and signal tests.
@@ -640,27 +646,40 @@ impl ChildGateway {
             .stderr(log)
             .spawn()
             .expect("cannot start the gateway binary");
-        let gw = ChildGateway {
+        let mut gw = ChildGateway {
             child,
             base: format!("http://{}", cfg.http.listen),
             config,
         };
-        let url = format!("{}/readyz", gw.base);
-        wait_for(
-            Duration::from_secs(20),
-            "the child gateway to be ready",
-            || {
-                let url = url.clone();
-                async move {
-                    match reqwest::get(&url).await {
-                        Ok(r) if r.status().is_success() => Some(()),
-                        _ => None,
-                    }
-                }
-            },
-        )
-        .await;
+        gw.wait_ready().await;
         gw
+    }
+
+    /// Waits until `/readyz` answers 200; panics with the gateway's log if it exits first
+    /// or is not ready within 20 s.
+    async fn wait_ready(&mut self) {
+        let url = format!("{}/readyz", self.base);
+        let end = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the child gateway exited ({status}) before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            if tokio::time::Instant::now() >= end {
+                panic!(
+                    "the child gateway was not ready within 20 s:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Resident memory of the process, in KiB.
