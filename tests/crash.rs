@@ -134,7 +134,7 @@ async fn kill9_under_load_loses_nothing_acknowledged() {
         acked.len(),
         "an acknowledged message without a correlator"
     );
-    let seen = wait_for(
+    wait_for(
         Duration::from_secs(25),
         "every acknowledged message to reach the SDP",
         || {
@@ -145,15 +145,33 @@ async fn kill9_under_load_loses_nothing_acknowledged() {
                 .filter_map(|m| m.correlator)
                 .collect();
             let missing = wanted.iter().filter(|c| !seen.contains(*c)).count();
-            async move { (missing == 0).then_some(seen) }
+            async move { (missing == 0).then_some(()) }
         },
     )
     .await;
 
     // The counters agree with what the SDP recorded: each correlator once, the rest are
-    // re-sends of work that was in flight at the kill.
-    let messages = sim.sim.messages();
-    let stats = sim.sim.stats();
+    // re-sends of work that was in flight at the kill. A re-send may still be arriving, so
+    // the record is read when it holds still: the same counts before and after it.
+    let (messages, stats) = wait_for(
+        Duration::from_secs(10),
+        "the SDP's record and counters to agree",
+        || {
+            let count =
+                |s: switchboard::sim::SimStats| (s.received, s.unique_correlators, s.duplicates);
+            let before = sim.sim.stats();
+            let messages = sim.sim.messages();
+            let after = sim.sim.stats();
+            let still = count(before) == count(after)
+                && (after.unique_correlators + after.duplicates) as usize == messages.len();
+            async move { still.then_some((messages, after)) }
+        },
+    )
+    .await;
+    let seen: HashSet<String> = messages
+        .iter()
+        .filter_map(|m| m.correlator.clone())
+        .collect();
     assert!(
         messages.len() < 2 * MESSAGES,
         "the SDP's record may have dropped some"
