@@ -42,6 +42,8 @@ pub struct Config {
     pub directory: DirectoryConfig,
     /// The app platform: replay window, message stacks, limits, pulls.
     pub apps: crate::apps::config::AppsConfig,
+    /// Business cards: size limits, friends-only by default.
+    pub cards: crate::cards::CardsConfig,
     /// Abuse ceilings: destination policy and per-recipient daily cap.
     pub limits: crate::pipeline::limits::LimitsConfig,
     /// The operator's admin API (its token).
@@ -72,6 +74,7 @@ impl Default for Config {
             xmpp: None,
             directory: DirectoryConfig::default(),
             apps: Default::default(),
+            cards: Default::default(),
             limits: Default::default(),
             admin: Default::default(),
             retention: Default::default(),
@@ -162,6 +165,7 @@ impl Config {
         e.extend(self.content.validate());
         e.extend(self.directory.validate());
         e.extend(self.apps.validate());
+        e.extend(self.cards.validate());
         let sdp_in_use = !self.sdp.send_sms_url.is_empty() || self.simulator.enabled;
         e.extend(self.sdp.callbacks.validate(sdp_in_use));
         e.extend(self.mo.validate_relay_networks());

@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod apps;
+pub mod cards;
 pub mod cidr;
 pub mod config;
 pub mod connectors;

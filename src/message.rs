@@ -214,6 +214,9 @@ pub struct Content {
     /// What a registered app pushed (the app platform), beside the readable `text`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<AppMessage>,
+    /// A business card (see `cards`); `text` and `parts` hold its readable form and vCard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<crate::cards::Card>,
 }
 
 /// An app message: the record the app platform keeps in the target users' message stacks

@@ -19,6 +19,26 @@ pub struct Checked {
     pub text: String,
 }
 
+/// The character an entity or character reference stands for: only the five predefined
+/// entities and character references are taken.
+pub fn general_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<char, String> {
+    match r.resolve_char_ref() {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => match r.as_ref() {
+            "amp" => Ok('&'),
+            "lt" => Ok('<'),
+            "gt" => Ok('>'),
+            "quot" => Ok('"'),
+            "apos" => Ok('\''),
+            other => Err(format!(
+                "entity reference &{}; (only &amp; &lt; &gt; &quot; &apos; and character references)",
+                other.chars().take(40).collect::<String>()
+            )),
+        },
+        Err(e) => Err(format!("bad character reference: {e}")),
+    }
+}
+
 /// Checks `content`; `Err` names the problem.
 pub fn check(content: &str, max_bytes: usize) -> Result<Checked, String> {
     if content.len() > max_bytes {
@@ -82,23 +102,7 @@ pub fn check(content: &str, max_bytes: usize) -> Result<Checked, String> {
                 push_text(&mut text, &c);
             }
             Event::GeneralRef(r) => {
-                let ch = match r.resolve_char_ref() {
-                    Ok(Some(c)) => c,
-                    Ok(None) => match r.as_ref() {
-                        "amp" => '&',
-                        "lt" => '<',
-                        "gt" => '>',
-                        "quot" => '"',
-                        "apos" => '\'',
-                        other => {
-                            return Err(format!(
-                                "entity reference &{}; (only &amp; &lt; &gt; &quot; &apos; and character references)",
-                                other.chars().take(40).collect::<String>()
-                            ));
-                        }
-                    },
-                    Err(e) => return Err(format!("bad character reference: {e}")),
-                };
+                let ch = general_ref(&r)?;
                 if depth == 0 {
                     return Err("text outside the root element".into());
                 }

@@ -80,6 +80,12 @@ pub fn is_media(content_type: &str) -> bool {
     t.starts_with("image/") || t.starts_with("audio/") || t.starts_with("video/")
 }
 
+/// Whether a part goes in an MMS: media, or a vCard (a business card).
+pub fn is_mms_part(content_type: &str) -> bool {
+    let t = content_type.trim().to_ascii_lowercase();
+    is_media(&t) || t.starts_with("text/vcard") || t.starts_with("text/x-vcard")
+}
+
 /// An MMS ready to send: its text and media after the size policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MmsPlan {
@@ -92,7 +98,7 @@ pub struct MmsPlan {
 pub fn plan(cfg: &MmsConfig, text: &str, parts: &[Part]) -> Result<MmsPlan, String> {
     let mut media: Vec<Part> = parts
         .iter()
-        .filter(|p| is_media(&p.content_type))
+        .filter(|p| is_mms_part(&p.content_type))
         .cloned()
         .collect();
     let size = |text: &str, media: &[Part]| {

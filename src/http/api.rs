@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::auth::{Caller, refused};
+use super::auth::{Caller, Client, refused};
 use super::{ApiError, AppState};
 use crate::address::Address;
 use crate::directory::Door;
@@ -20,28 +20,28 @@ const MAX_CLIENT_REF: usize = 256;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SubmitBody {
-    from: String,
+pub(super) struct SubmitBody {
+    pub from: String,
     /// Speak as this group (`group:ID`): `from` must be a member; the group's people are
     /// the recipients (besides any in `to`).
     #[serde(default, rename = "as")]
-    as_group: Option<String>,
+    pub as_group: Option<String>,
     #[serde(default)]
-    to: Vec<String>,
+    pub to: Vec<String>,
     #[serde(default)]
-    text: String,
+    pub text: String,
     #[serde(default)]
-    parts: Vec<Part>,
+    pub parts: Vec<Part>,
     /// Subject of a mail, first line of an IM message.
     #[serde(default)]
-    subject: Option<String>,
+    pub subject: Option<String>,
     #[serde(default)]
-    client_ref: Option<String>,
+    pub client_ref: Option<String>,
     #[serde(default)]
-    report_url: Option<String>,
+    pub report_url: Option<String>,
 }
 
-fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+pub(super) fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => code)
         .increment(1);
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
@@ -52,6 +52,19 @@ pub(super) async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let (client, body) = admit(&st, &headers, body)?;
+    let req: SubmitBody =
+        serde_json::from_slice(&body).map_err(|e| bad("invalid_json", e.to_string()))?;
+    accept(&st, &client, req, None).await
+}
+
+/// A submission's caller (an API client within its rate) and its body (within the size
+/// limit).
+pub(super) fn admit(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Arc<Client>, Bytes), ApiError> {
     let client = match st.callers.caller(&headers)? {
         Caller::Client(c) => c,
         Caller::Admin => {
@@ -90,9 +103,17 @@ pub(super) async fn submit(
             bad("invalid_body", e.body_text())
         }
     })?;
-    let req: SubmitBody =
-        serde_json::from_slice(&body).map_err(|e| bad("invalid_json", e.to_string()))?;
+    Ok((client, body))
+}
 
+/// Checks a submission, commits it and answers `202`. `card`: a business card it carries
+/// (checked already).
+pub(super) async fn accept(
+    st: &AppState,
+    client: &Client,
+    req: SubmitBody,
+    card: Option<crate::cards::Card>,
+) -> Result<Response, ApiError> {
     let from = Address::parse_user(&req.from).map_err(|e| bad(e.code(), format!("from: {e}")))?;
     if !client.may_send_as(&from) {
         refused("sender_not_allowed");
@@ -137,7 +158,7 @@ pub(super) async fn submit(
             format!("to: at most {max_recipients} recipients per submission for this client"),
         ));
     }
-    if req.text.is_empty() && req.parts.is_empty() {
+    if req.text.is_empty() && req.parts.is_empty() && card.is_none() {
         return Err(bad("empty_message", "give a text or parts"));
     }
     if let Some(s) = &req.subject
@@ -201,6 +222,18 @@ pub(super) async fn submit(
             ));
         }
     }
+    let mut content = Content {
+        text: req.text,
+        subject: req.subject,
+        parts: req.parts,
+        report: None,
+        mail: None,
+        app: None,
+        card: None,
+    };
+    if let Some(card) = card {
+        crate::cards::attach(&mut content, card);
+    }
     let env = st.intake.stamp(
         Draft {
             kind: Kind::Message,
@@ -209,14 +242,7 @@ pub(super) async fn submit(
             client_ref: req.client_ref,
             report_to,
             to: given,
-            content: Content {
-                text: req.text,
-                subject: req.subject,
-                parts: req.parts,
-                report: None,
-                mail: None,
-                app: None,
-            },
+            content,
             note: None,
             door: Door::Api,
             speak_as,

@@ -74,6 +74,7 @@ fn app_error(e: AppError) -> ApiError {
         code: e.code,
         message: e.message,
         retry_after: e.retry_after,
+        field: None,
     }
 }
 
@@ -214,7 +215,7 @@ fn accepted(p: &Pushed) -> Response {
 
 /// The admin, or an API client acting for `user` (one of the user's addresses is a
 /// sender it may use); else `401` / `403 not_your_user`.
-fn for_user(st: &AppState, headers: &HeaderMap, user: &str) -> Result<Caller, ApiError> {
+pub(super) fn for_user(st: &AppState, headers: &HeaderMap, user: &str) -> Result<Caller, ApiError> {
     let caller = st.callers.caller(headers).map_err(refused)?;
     match &caller {
         Caller::Admin => {

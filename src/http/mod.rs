@@ -12,6 +12,7 @@ pub mod admin;
 mod api;
 mod apps;
 pub mod auth;
+mod cards;
 pub mod config;
 mod directory;
 pub mod listener;
@@ -115,6 +116,8 @@ pub fn api_routes() -> Router<Arc<AppState>> {
         )
         .route("/v1/users/{id}/app-messages", get(apps::stack))
         .route("/v1/users/{id}/recommendations", post(apps::recommend))
+        .route("/v1/cards", post(cards::send))
+        .route("/v1/users/{id}/contacts", get(cards::list).post(cards::add))
 }
 
 /// The admin API (its own token; optionally its own listener, `http.admin_listen`): the
@@ -169,6 +172,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// The field of the request at fault, where one is (`field` in the answer).
+    pub field: Option<&'static str>,
 }
 
 impl ApiError {
@@ -177,6 +182,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
             retry_after: None,
         }
     }
@@ -184,7 +190,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "code": self.code, "message": self.message });
+        let mut body = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(f) = self.field {
+            body["field"] = serde_json::json!(f);
+        }
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())

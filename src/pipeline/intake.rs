@@ -220,8 +220,11 @@ impl Intake {
 
     /// [`Intake::envelope`] for a connector that resolved the recipients first (to shape
     /// the content for them); `d.origin` and `d.to` are taken from `r`.
-    pub fn stamp(&self, d: Draft, r: Resolved) -> Envelope {
+    pub fn stamp(&self, mut d: Draft, r: Resolved) -> Envelope {
         let now = now_ms();
+        if d.kind == Kind::Message {
+            self.cards(&mut d.content, &r.origin);
+        }
         Envelope {
             id: self.ctx.ids.next(),
             kind: d.kind,
@@ -240,6 +243,17 @@ impl Intake {
             expires_at: now + (self.ctx.cfg.retry.ttl_secs as i64) * 1000,
             note: d.note,
             speaker: r.speaker,
+        }
+    }
+
+    /// A vCard received as a part (mail, MMS) becomes a card; a card's owner is the sender
+    /// when it is the sender's own (claims the sender cannot back are dropped).
+    fn cards(&self, content: &mut Content, origin: &Address) {
+        if let Err(e) = crate::cards::recognise(content, &self.ctx.cfg.cards) {
+            tracing::info!(from = %origin, error = %e, "a vCard part is not a valid card; kept as an attachment");
+        }
+        if let Some(card) = &mut content.card {
+            card.vouch(&self.ctx.directory.snapshot(), origin);
         }
     }
 

@@ -57,6 +57,12 @@ pub(super) async fn auth_stage(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Job>, tx: m
                     ctx.directory
                         .check_recipient(&env.origin, &rcpt.address)
                         .err()
+                        .or_else(|| {
+                            let card = env.content.card.as_ref()?;
+                            let snap = ctx.directory.snapshot();
+                            (!crate::cards::may_see(&snap, &ctx.cfg.cards, card, &rcpt.address))
+                                .then_some("card_restricted")
+                        })
                 })
                 .flatten();
             if let Some(reason) = reach {
@@ -66,6 +72,9 @@ pub(super) async fn auth_stage(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Job>, tx: m
                 let why = match reason {
                     "not_a_friend" => {
                         "not_a_friend: the recipient takes messages from friends only"
+                    }
+                    "card_restricted" => {
+                        "card_restricted: the card's owner shows it to friends only"
                     }
                     _ => {
                         "unknown_recipient: the recipient is not in the directory and its network is not open"
@@ -286,9 +295,16 @@ async fn route(ctx: &Arc<Ctx>, job: Job, txs: &HashMap<Channel, mpsc::Sender<Del
             .map(Arc::new);
         // What phones are sent: the text after the group and speaker, if any, so that its
         // SMS parts are counted with them.
+        // A card goes to phones as its compact text, whole lines within the SMS parts.
+        let card_text = env
+            .content
+            .card
+            .as_ref()
+            .map(|c| crate::cards::sms_text(c, ctx.cfg.content.sms.max_parts));
+        let text = card_text.as_deref().unwrap_or(&env.content.text);
         let phone_text = match &voice {
-            Some(v) => std::borrow::Cow::Owned(v.prefixed(&env.content.text)),
-            None => std::borrow::Cow::Borrowed(env.content.text.as_str()),
+            Some(v) => std::borrow::Cow::Owned(v.prefixed(text)),
+            None => std::borrow::Cow::Borrowed(text),
         };
         // The SMS shape depends only on the text: worked out once for all phone recipients.
         let mut sms_shape: Option<Result<Arc<crate::content::SmsShape>, String>> = None;
@@ -299,7 +315,7 @@ async fn route(ctx: &Arc<Ctx>, job: Job, txs: &HashMap<Channel, mpsc::Sender<Del
                 .content
                 .parts
                 .iter()
-                .any(|p| crate::content::mms::is_media(&p.content_type))
+                .any(|p| crate::content::mms::is_mms_part(&p.content_type))
                 || crate::content::long_text_to_mms(&ctx.cfg.content.sms, &phone_text));
         let mut mms_plan: Option<Result<Arc<crate::content::mms::MmsPlan>, String>> = None;
         for &idx in &job.idxs {

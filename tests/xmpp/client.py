@@ -6,7 +6,8 @@ and prints JSON events to stdout, one per line. It stops on {"cmd": "quit"}, at 
 stdin, or after --deadline seconds, whichever comes first.
 
 Commands:
-  {"cmd": "send", "to": JID, "body": TEXT, "id": ID, "receipt": true}
+  {"cmd": "send", "to": JID, "body": TEXT, "id": ID, "receipt": true, "xml": ELEMENT}
+      ("xml": one element added to the message, e.g. a business card)
   {"cmd": "blast", "to": JID, "count": N, "prefix": TEXT}   send N messages back to back
   {"cmd": "gateway", "to": DOMAIN, "prompt": TEXT}          XEP-0100 jabber:iq:gateway set
   {"cmd": "disco", "to": JID}                               disco#info
@@ -16,7 +17,9 @@ Commands:
   {"cmd": "quit"}
 
 A message event carries the app platform's payload of a headline, when there is one:
-"app" (the attributes of <app xmlns='urn:switchboard:app:1'>) and "app_xml" (the element).
+"app" (the attributes of <app xmlns='urn:switchboard:app:1'>) and "app_xml" (the element);
+and a business card's: "card_xml" (<card xmlns='urn:switchboard:card:1'>) and "vcard_xml"
+(the XEP-0292 <vcard xmlns='urn:ietf:params:xml:ns:vcard-4.0'>).
 
 Events: online, message, receipt, error, gateway, disco, ping, presence, sent, stats,
 iq_error, disconnected.
@@ -90,6 +93,12 @@ class User(slixmpp.ClientXMPP):
             if app is not None:
                 extra["app"] = dict(app.attrib)
                 extra["app_xml"] = tostring(app)
+            card = msg.xml.find("{urn:switchboard:card:1}card")
+            if card is not None:
+                extra["card_xml"] = tostring(card)
+            vcard = msg.xml.find("{urn:ietf:params:xml:ns:vcard-4.0}vcard")
+            if vcard is not None:
+                extra["vcard_xml"] = tostring(vcard)
             emit(
                 event="message",
                 id=msg["id"],
@@ -119,6 +128,8 @@ class User(slixmpp.ClientXMPP):
                 m["id"] = c["id"]
             if c.get("receipt"):
                 m["request_receipt"] = True
+            if c.get("xml"):
+                m.append(slixmpp.xmlstream.ET.fromstring(c["xml"]))
             m.send()
             emit(event="sent", id=m["id"])
         elif cmd == "blast":

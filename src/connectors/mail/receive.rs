@@ -108,6 +108,7 @@ impl Session<'_> {
                     content_checked: false,
                 }),
                 app: None,
+                card: None,
             },
             note: None,
             door: Door::Smtp,

@@ -105,6 +105,9 @@ struct MessageBody<'a> {
     /// `content`, the readable text in `text`).
     #[serde(skip_serializing_if = "Option::is_none")]
     app: Option<AppPayload<'a>>,
+    /// A business card: the card element (`schemas/card.xsd`); its vCard is among `parts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    card: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -188,6 +191,7 @@ impl WebhookSink {
                         content: &a.content,
                         by: a.by.as_deref(),
                     }),
+                    card: env.content.card.as_ref().map(crate::cards::xml::to_xml),
                 }),
             ),
             (None, None) => {

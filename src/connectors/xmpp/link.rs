@@ -412,6 +412,27 @@ async fn submit(intake: &Intake, sub: Submission) -> Option<Stanza> {
             text,
         ))
     };
+    let mut content = Content {
+        text: sub.text.clone(),
+        ..Content::default()
+    };
+    if let Some(xml) = &sub.card {
+        match crate::cards::xml::parse(xml, &intake.ctx().cfg.cards) {
+            Ok(card) => {
+                // The body the sender's client wrote is the card's readable form already.
+                content.text.clear();
+                crate::cards::attach(&mut content, card);
+            }
+            Err(e) => {
+                metrics::counter!("switchboard_messages_refused_total", "stage" => "receive", "reason" => "invalid_card")
+                    .increment(1);
+                return refuse(
+                    Refusal::NotAcceptable,
+                    &format!("The card was refused: {e}."),
+                );
+            }
+        }
+    }
     let draft = Draft {
         kind: Kind::Message,
         origin: sub.origin.clone(),
@@ -419,10 +440,7 @@ async fn submit(intake: &Intake, sub: Submission) -> Option<Stanza> {
         client_ref: sub.client_ref.clone(),
         report_to: Some(sub.report_to.clone()),
         to: vec![sub.recipient.clone()],
-        content: Content {
-            text: sub.text.clone(),
-            ..Content::default()
-        },
+        content,
         note: None,
         door: Door::Xmpp,
         speak_as: None,

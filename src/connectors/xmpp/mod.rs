@@ -224,6 +224,15 @@ impl XmppSink {
                     _ => return nothing,
                 }
             }
+            _ if env.content.card.is_some() => {
+                let card = env.content.card.as_ref().expect("checked");
+                let from = match voice {
+                    Some(v) if mapped => speaking_jid(&from, v),
+                    _ => from,
+                };
+                stanzas::card_message(from, to, id, &env.content.text, card)
+                    .ok_or_else(|| SinkError::Permanent("the card does not read as XML".into()))?
+            }
             _ if env.content.app.is_some() => {
                 let app = env.content.app.as_ref().expect("checked");
                 stanzas::app_message(from, to, id, &env.content.text, app, &env.id.to_string())

@@ -58,6 +58,8 @@ pub struct Submission {
     /// The address the JID written to stands for.
     pub recipient: Address,
     pub text: String,
+    /// A business card element carried with it (`urn:switchboard:card:1`), as XML.
+    pub card: Option<String>,
     /// The stanza id, when the sender asked for a receipt (XEP-0184).
     pub client_ref: Option<String>,
     /// `im:` + the sender's full JID: where receipts and failure notices go.
@@ -214,10 +216,16 @@ fn message(dom: &Domain, m: Message, max_body: usize) -> Inbound {
         return refuse(format!("Your address {from} cannot be used as a sender."));
     };
     let wants_receipt = m.payloads.iter().any(|p| p.is("request", ns::RECEIPTS));
+    let card = m
+        .payloads
+        .iter()
+        .find(|p| p.is("card", crate::cards::NS))
+        .map(String::from);
     Inbound::Submit(Submission {
         origin,
         recipient,
         text: body.clone(),
+        card,
         client_ref: if wants_receipt { id.clone() } else { None },
         report_to,
         user: from,
@@ -459,6 +467,27 @@ pub fn chat_message_with_links(
         );
     }
     m.into()
+}
+
+/// A business card: a `chat` message with the readable card as its body, the card element
+/// (`urn:switchboard:card:1`) and its XEP-0292 vCard4 form.
+pub fn card_message(
+    from: Jid,
+    to: Jid,
+    id: String,
+    text: &str,
+    card: &crate::cards::Card,
+) -> Option<Stanza> {
+    let mut m = Message::chat(Some(to));
+    m.from = Some(from);
+    m.id = Some(Id(id));
+    m.bodies.insert(Lang::default(), text.to_string());
+    m.payloads.push(Request.into());
+    m.payloads
+        .push(crate::cards::xml::to_xml(card).parse::<Element>().ok()?);
+    m.payloads
+        .push(crate::cards::xml::to_vcard4(card).parse::<Element>().ok()?);
+    Some(m.into())
 }
 
 /// The namespace of the app platform's payload element.

@@ -287,6 +287,7 @@ pub(super) fn apply(
                 }),
                 mail: None,
                 app: None,
+                card: None,
             },
             created_at: now,
             expires_at: now + report_ttl_ms,
