@@ -42,6 +42,12 @@ if [ ${#need_apt[@]} -gt 0 ] || $need_postfix; then
   fi
 fi
 
+# vobject (PyPI) reads the vCards the card tests receive by mail.
+if ! python3 -c 'import vobject' >/dev/null 2>&1; then
+  python3 -m pip install -q 'vobject==0.9.*' ||
+    python3 -m pip install -q --break-system-packages 'vobject==0.9.*'
+fi
+
 # slixmpp (PyPI; Debian's is too old) plays the XMPP users in the XMPP tests.
 if ! python3 -c 'import slixmpp' >/dev/null 2>&1; then
   python3 -m pip install -q 'slixmpp==1.17.*' ||

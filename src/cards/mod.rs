@@ -179,6 +179,29 @@ pub struct Card {
     pub addresses: Vec<String>,
 }
 
+/// What a user's own card gives beside the name and addresses, kept on the user in the
+/// directory (`card` of `PUT /v1/users/{id}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portrait_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nickname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<Gender>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zodiac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quotation: Option<String>,
+}
+
 /// A card refused: the field at fault and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("card {field}: {problem}")]
@@ -326,6 +349,31 @@ impl Card {
             return Err(CardError::new("owner", "a user id of 1 to 128 bytes"));
         }
         Ok(())
+    }
+
+    /// A directory user's own card: name, addresses, and the profile kept with the user.
+    pub fn of_user(user: &crate::directory::User) -> Card {
+        let p = user.card.clone().unwrap_or_default();
+        Card {
+            owner: Some(user.id.clone()),
+            friends_only: user.friends_only,
+            portrait: p.portrait_url.map(Portrait::Url),
+            name: user.name.clone(),
+            nickname: p.nickname,
+            gender: p.gender,
+            age: p.age,
+            birth_date: p.birth_date,
+            zodiac: p.zodiac,
+            location: p.location,
+            quotation: p.quotation,
+            addresses: user
+                .addresses
+                .iter()
+                .filter(|a| matches!(a, Address::Im(_) | Address::Mail(_) | Address::Sms(_)))
+                .take(MAX_ADDRESSES)
+                .map(|a| a.to_string())
+                .collect(),
+        }
     }
 
     /// Sets who owns the card: `origin`'s directory user when the card names that user as

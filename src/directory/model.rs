@@ -22,6 +22,9 @@ pub struct User {
     /// Only friends (and the groups the user is in) may send to this user.
     #[serde(default)]
     pub friends_only: bool,
+    /// The rest of the user's own business card (the name and addresses are above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<crate::cards::Profile>,
 }
 
 /// A member of a group: a person (a user, or an address with no user) or a whole group,

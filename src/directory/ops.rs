@@ -235,6 +235,11 @@ impl Snapshot {
             ));
         }
         check_name(&u.name)?;
+        if u.card.is_some() {
+            crate::cards::Card::of_user(&u)
+                .validate(&crate::cards::CardsConfig::default())
+                .map_err(|e| DirError::new("invalid_card", e.to_string()))?;
+        }
         if u.addresses.is_empty() || u.addresses.len() > MAX_ADDRESSES {
             return Err(DirError::new(
                 "invalid_addresses",

@@ -27,6 +27,7 @@ fn user(id: &str, name: &str, addrs: &[&str]) -> User {
         addresses: addrs.iter().map(|a| addr(a)).collect(),
         friends: Vec::new(),
         friends_only: false,
+        card: None,
     }
 }
 

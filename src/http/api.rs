@@ -65,7 +65,7 @@ pub(super) fn admit(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(Arc<Client>, Bytes), ApiError> {
-    let client = match st.callers.caller(&headers)? {
+    let client = match st.callers.caller(headers)? {
         Caller::Client(c) => c,
         Caller::Admin => {
             refused("sender_not_allowed");

@@ -97,19 +97,7 @@ pub(super) async fn send(
                     format!("{from} is not user {id:?}: a user's card is sent by that user"),
                 )));
             }
-            let card = Card {
-                owner: Some(user.id.clone()),
-                friends_only: user.friends_only,
-                name: user.name.clone(),
-                addresses: user
-                    .addresses
-                    .iter()
-                    .filter(|a| matches!(a, Address::Im(_) | Address::Mail(_) | Address::Sms(_)))
-                    .take(cards::MAX_ADDRESSES)
-                    .map(|a| a.to_string())
-                    .collect(),
-                ..Card::default()
-            };
+            let card = Card::of_user(user);
             card.validate(cfg).map_err(invalid)?;
             card
         }
@@ -141,7 +129,6 @@ pub(super) async fn send(
         client_ref: req.client_ref,
         report_url: req.report_url,
     };
-    metrics::counter!("switchboard_cards_sent_total", "door" => "api").increment(1);
     accept(&st, &client, sub, Some(card)).await
 }
 

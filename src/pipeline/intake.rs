@@ -223,7 +223,7 @@ impl Intake {
     pub fn stamp(&self, mut d: Draft, r: Resolved) -> Envelope {
         let now = now_ms();
         if d.kind == Kind::Message {
-            self.cards(&mut d.content, &r.origin);
+            self.cards(&mut d.content, &r.origin, d.door);
         }
         Envelope {
             id: self.ctx.ids.next(),
@@ -248,12 +248,21 @@ impl Intake {
 
     /// A vCard received as a part (mail, MMS) becomes a card; a card's owner is the sender
     /// when it is the sender's own (claims the sender cannot back are dropped).
-    fn cards(&self, content: &mut Content, origin: &Address) {
+    fn cards(&self, content: &mut Content, origin: &Address, door: Door) {
         if let Err(e) = crate::cards::recognise(content, &self.ctx.cfg.cards) {
+            metrics::counter!("switchboard_cards_unread_total").increment(1);
             tracing::info!(from = %origin, error = %e, "a vCard part is not a valid card; kept as an attachment");
         }
         if let Some(card) = &mut content.card {
             card.vouch(&self.ctx.directory.snapshot(), origin);
+            let door = match door {
+                Door::Api => "api",
+                Door::Xmpp => "xmpp",
+                Door::Smtp => "smtp",
+                Door::Sdp => "sdp",
+                Door::Gateway => "gateway",
+            };
+            metrics::counter!("switchboard_cards_total", "door" => door).increment(1);
         }
     }
 
