@@ -79,10 +79,10 @@ fi
 # Fuzz targets for the parsers of network input (fuzz/): cargo-fuzz on the stable toolchain
 # (RUSTC_BOOTSTRAP=1, no sanitizer), each target for a short bounded time over its seeds.
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install -q --locked cargo-fuzz --version 0.13.2
-for target in parlayx_soap mms_related clamd_reply; do
+for target in parlayx_soap mms_related clamd_reply card; do
   mkdir -p "fuzz/corpus/$target"
   RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none -O "$target" \
     "fuzz/corpus/$target" "fuzz/seeds/$target" -- -max_total_time=20 -timeout=5
 done
-echo "fuzz: parlayx_soap, mms_related and clamd_reply ran clean"
+echo "fuzz: parlayx_soap, mms_related, clamd_reply and card ran clean"
 echo "$summary"

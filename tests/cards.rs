@@ -9,13 +9,10 @@
 mod common;
 mod mail_peers;
 
-use std::time::Duration;
-
 use common::*;
 use mail_peers::Smtp;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use switchboard::sim::{SEND_MESSAGE_PATH, SimConfig};
 
 const NS: &str = "urn:switchboard:card:1";
 
@@ -399,25 +396,10 @@ async fn a_card_to_a_phone_goes_as_an_mms_vcard_or_a_compact_sms() {
     h.stop().await;
 
     // MMS on: a vCard part.
-    let mms = Sim::start(SimConfig {
-        receipt_delay_ms: 10,
-        callbacks: sim_callbacks(),
-        ..SimConfig::default()
-    })
-    .await;
-    let url = format!("{}{SEND_MESSAGE_PATH}", mms.url());
+    let (mms, url) = mms_sim().await;
     let h = start(move |cfg| cfg.content.mms.send_message_url = url).await;
     let id = send_card(&h, &["sms:+8613800000062"], "Stay hungry").await;
-    let correlators = correlators_of(&h.cfg.store.path, &id);
-    let got = wait_for(Duration::from_secs(10), "the MMS at the simulator", || {
-        let found = mms.sim.mms_messages().into_iter().find(|m| {
-            m.correlator
-                .as_ref()
-                .is_some_and(|c| correlators.contains(c))
-        });
-        async move { found }
-    })
-    .await;
+    let got = received_mms(&h.cfg.store.path, &mms, &id).await;
     let vcard = got
         .parts
         .iter()

@@ -21,7 +21,6 @@ use mail_peers::SmtpSink;
 use serde_json::{Value, json};
 use support::{Prosody, User, peers_present, xmpp_config};
 use switchboard::address::Network;
-use switchboard::sim::{SEND_MESSAGE_PATH, SimConfig, SimMms};
 
 const SMS_SECRET: &str = "sms-component-secret";
 const NS: &str = "urn:switchboard:card:1";
@@ -75,12 +74,7 @@ async fn world() -> Option<World> {
         return None;
     }
     let sink = SmtpSink::start(&[]).await?;
-    let mms = Sim::start(SimConfig {
-        receipt_delay_ms: 10,
-        callbacks: sim_callbacks(),
-        ..SimConfig::default()
-    })
-    .await;
+    let (mms, mms_url) = mms_sim().await;
     let p = Prosody::start(
         &[("sms.localhost", SMS_SECRET)],
         &[("alice", "alicepw"), ("carol", "carolpw")],
@@ -88,7 +82,6 @@ async fn world() -> Option<World> {
     .await;
     let x = xmpp_config(&p, &[("sms.localhost", Network::Sms, SMS_SECRET)]);
     let smarthost = sink.addr.to_string();
-    let mms_url = format!("{}{SEND_MESSAGE_PATH}", mms.url());
     let h = Harness::start(move |cfg, _| {
         cfg.xmpp = Some(x);
         cfg.im.domains = vec!["localhost".into()];
@@ -134,19 +127,6 @@ fn vobject_read(vcard: &str) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-async fn mms_for(w: &World, id: &str) -> SimMms {
-    let correlators = correlators_of(&w.h.cfg.store.path, id);
-    wait_for(Duration::from_secs(15), "the MMS at the simulator", || {
-        let found = w.mms.sim.mms_messages().into_iter().find(|m| {
-            m.correlator
-                .as_ref()
-                .is_some_and(|c| correlators.contains(c))
-        });
-        async move { found }
-    })
-    .await
 }
 
 #[tokio::test]
@@ -229,7 +209,7 @@ async fn one_card_reaches_xmpp_mail_and_a_phone_each_in_its_form() {
     assert_eq!(one("impp"), "xmpp:alice@localhost", "{v}");
 
     // A phone, MMS on: the vCard as a part of the MMS, beside the compact text.
-    let m = mms_for(&w, &id).await;
+    let m = received_mms(&w.h.cfg.store.path, &w.mms, &id).await;
     let vc = m
         .parts
         .iter()

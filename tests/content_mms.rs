@@ -11,7 +11,6 @@ use common::*;
 use serde_json::{Value, json};
 use switchboard::content::mms::Oversize;
 use switchboard::message::Part;
-use switchboard::sim::{SEND_MESSAGE_PATH, SimConfig, SimMms};
 
 fn image(name: &str, n: usize) -> Part {
     let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
@@ -25,13 +24,7 @@ fn image(name: &str, n: usize) -> Part {
 
 /// A gateway whose MMS go to a second simulator (`mms`), SMS to the harness's own.
 async fn start(tweak: impl FnOnce(&mut switchboard::config::Config)) -> (Harness, Sim) {
-    let mms = Sim::start(SimConfig {
-        receipt_delay_ms: 10,
-        callbacks: sim_callbacks(),
-        ..SimConfig::default()
-    })
-    .await;
-    let url = format!("{}{SEND_MESSAGE_PATH}", mms.url());
+    let (mms, url) = mms_sim().await;
     let h = Harness::start(|cfg, _| {
         cfg.content.mms.send_message_url = url;
         tweak(cfg);
@@ -53,23 +46,6 @@ async fn submit(h: &Harness, to: &str, text: &str, parts: &[Part]) -> String {
     resp["id"].as_str().unwrap().to_string()
 }
 
-async fn received_mms(h: &Harness, sim: &Sim, id: &str) -> SimMms {
-    let correlators = correlators_of(&h.cfg.store.path, id);
-    wait_for(
-        Duration::from_secs(10),
-        "the MMS to reach the simulator",
-        || {
-            let found = sim.sim.mms_messages().into_iter().find(|m| {
-                m.correlator
-                    .as_ref()
-                    .is_some_and(|c| correlators.contains(c))
-            });
-            async move { found }
-        },
-    )
-    .await
-}
-
 #[tokio::test]
 async fn a_clean_image_goes_as_mms_with_smil_and_its_receipt_delivers() {
     let (h, mms) = start(|_| {}).await;
@@ -82,7 +58,7 @@ async fn a_clean_image_goes_as_mms_with_smil_and_its_receipt_delivers() {
     )
     .await;
 
-    let got = received_mms(&h, &mms, &id).await;
+    let got = received_mms(&h.cfg.store.path, &mms, &id).await;
     assert!(
         got.content_type.starts_with("multipart/related"),
         "{}",
@@ -163,7 +139,7 @@ async fn over_the_size_limit_parts_are_dropped_with_a_note() {
         &[big, small.clone()],
     )
     .await;
-    let got = received_mms(&h, &mms, &id).await;
+    let got = received_mms(&h.cfg.store.path, &mms, &id).await;
     let images: Vec<_> = got
         .parts
         .iter()
@@ -230,7 +206,7 @@ async fn a_text_over_the_sms_maximum_goes_as_mms_under_the_mms_policy() {
     .await;
     let long = "z".repeat(400);
     let id = submit(&h, "sms:+8613800000094", &long, &[]).await;
-    let got = received_mms(&h, &mms, &id).await;
+    let got = received_mms(&h.cfg.store.path, &mms, &id).await;
     assert!(
         got.parts
             .iter()

@@ -289,8 +289,13 @@ impl Card {
                         format!("url: an http(s) URL of at most {MAX_URL} bytes"),
                     ));
                 }
-                if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return Err(CardError::new("portrait", "url: holds a space"));
+                let uri_char =
+                    |c: char| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c);
+                if !u.chars().all(uri_char) || vcard::uri(u).is_none() {
+                    return Err(CardError::new(
+                        "portrait",
+                        "url: not a URI (RFC 3986 characters only)",
+                    ));
                 }
             }
             Some(Portrait::Inline {
@@ -330,6 +335,15 @@ impl Card {
         for a in &self.addresses {
             match Address::parse_user(a) {
                 Ok(p @ (Address::Im(_) | Address::Mail(_) | Address::Sms(_))) => {
+                    // Each address must have its vCard form (IMPP is a URI).
+                    let writable = vcard::address_property(a)
+                        .is_some_and(|(_, kind, v)| kind != "uri" || vcard::uri(&v).is_some());
+                    if !writable {
+                        return Err(CardError::new(
+                            "address",
+                            format!("{a:?} has no vCard form"),
+                        ));
+                    }
                     if p.to_string() != *a {
                         return Err(CardError::new("address", format!("{a:?} is written {p}")));
                     }
@@ -344,9 +358,14 @@ impl Card {
             }
         }
         if let Some(o) = &self.owner
-            && (o.is_empty() || o.len() > 128)
+            && (o.is_empty()
+                || o.len() > 128
+                || o.chars().any(|c| c.is_whitespace() || c.is_control()))
         {
-            return Err(CardError::new("owner", "a user id of 1 to 128 bytes"));
+            return Err(CardError::new(
+                "owner",
+                "a user id of 1 to 128 bytes, without spaces",
+            ));
         }
         Ok(())
     }

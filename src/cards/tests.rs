@@ -266,3 +266,13 @@ proptest! {
         prop_assert_eq!(back, card, "{}", x);
     }
 }
+
+#[test]
+fn a_vcard_whose_uri_breaks_the_uri_parser_is_refused_not_a_panic() {
+    // What the `card` fuzz target found (a seed of it now).
+    let v = include_str!("../../fuzz/seeds/card/uri_panic.vcf");
+    match vcard::from_vcard(v) {
+        Ok(card) => assert!(card.addresses.iter().all(|a| a.starts_with("sms:"))),
+        Err(e) => assert_eq!(e.field, "card", "{e}"),
+    }
+}

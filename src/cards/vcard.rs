@@ -14,6 +14,11 @@
 //! | friends-only | `X-SWITCHBOARD-FRIENDS-ONLY:true` |
 //!
 //! The owner is not written: whoever reads the vCard could not trust it.
+//!
+//! vcard4 parses URIs with `uriparse` 0.6, which panics on some malformed ones instead of
+//! returning an error (found by the `card` fuzz target: a `TEL` value such as
+//! `x@ytel:+86…`). A vCard comes from anyone who can mail the gateway, so every call into
+//! that parser is made under `catch_unwind` and a panic is a refusal of that vCard.
 
 use vcard4::property::{
     AnyProperty, DateAndOrTime, DateTimeOrTextProperty, ExtensionProperty, Sex, TextOrUriProperty,
@@ -46,6 +51,16 @@ pub fn address_property(a: &str) -> Option<(&'static str, &'static str, String)>
         Address::Im(j) => Some(("impp", "uri", format!("xmpp:{j}"))),
         _ => None,
     }
+}
+
+/// Runs `f` (a call into vcard4's parsers); `None` if it panicked.
+fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+}
+
+/// `s` as a vCard URI, if it reads as one.
+pub fn uri(s: &str) -> Option<Uri> {
+    guarded(|| s.parse::<Uri>().ok()).flatten()
 }
 
 fn extension(name: &str, value: String) -> ExtensionProperty {
@@ -93,7 +108,7 @@ pub fn to_vcard(card: &Card) -> String {
         )),
         None => None,
     };
-    if let Some(uri) = photo.and_then(|p| p.parse::<Uri>().ok()) {
+    if let Some(uri) = photo.as_deref().and_then(uri) {
         b = b.photo(uri);
     }
     for a in &card.addresses {
@@ -101,8 +116,8 @@ pub fn to_vcard(card: &Card) -> String {
             Some(("tel", _, v)) => b = b.telephone(v),
             Some(("email", _, v)) => b = b.email(v),
             Some((_, _, v)) => {
-                if let Ok(uri) = v.parse::<Uri>() {
-                    b = b.impp(uri);
+                if let Some(u) = uri(&v) {
+                    b = b.impp(u);
                 }
             }
             None => {}
@@ -154,7 +169,9 @@ fn unfold(text: &str) -> String {
 /// Reads the first vCard of `text` as a card (not yet validated). The fields with no place
 /// on a card (organisation, street address…) are left out.
 pub fn from_vcard(text: &str) -> Result<Card, CardError> {
-    let mut cards = vcard4::parse_loose(unfold(text))
+    let unfolded = unfold(text);
+    let mut cards = guarded(|| vcard4::parse_loose(&unfolded))
+        .ok_or_else(|| CardError::new("card", "not a vCard: a value does not read"))?
         .map_err(|e| CardError::new("card", format!("not a vCard: {e}")))?;
     if cards.is_empty() {
         return Err(CardError::new("card", "no vCard"));

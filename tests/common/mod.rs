@@ -800,3 +800,34 @@ pub fn xsd_check(xml: &str) -> Result<(), String> {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
+
+/// A second simulator for MMS (receipts after 10 ms) and its SendMessage URL, for
+/// `[content.mms] send_message_url`.
+pub async fn mms_sim() -> (Sim, String) {
+    let mms = Sim::start(SimConfig {
+        receipt_delay_ms: 10,
+        callbacks: sim_callbacks(),
+        ..SimConfig::default()
+    })
+    .await;
+    let url = format!("{}{}", mms.url(), sim::SEND_MESSAGE_PATH);
+    (mms, url)
+}
+
+/// The MMS of message `id` (in the store at `db`) once it reached the simulator `mms`.
+pub async fn received_mms(db: &Path, mms: &Sim, id: &str) -> sim::SimMms {
+    let correlators = correlators_of(db, id);
+    wait_for(
+        Duration::from_secs(15),
+        "the MMS to reach the simulator",
+        || {
+            let found = mms.sim.mms_messages().into_iter().find(|m| {
+                m.correlator
+                    .as_ref()
+                    .is_some_and(|c| correlators.contains(c))
+            });
+            async move { found }
+        },
+    )
+    .await
+}
