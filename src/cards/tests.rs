@@ -268,6 +268,12 @@ proptest! {
 }
 
 #[test]
+fn a_vcard_whose_birthday_breaks_the_parser_is_refused_not_a_panic() {
+    let v = include_str!("../../fuzz/seeds/card/bday_panic.vcf");
+    assert_eq!(vcard::from_vcard(v).unwrap_err().field, "card");
+}
+
+#[test]
 fn a_vcard_whose_uri_breaks_the_uri_parser_is_refused_not_a_panic() {
     // What the `card` fuzz target found (a seed of it now).
     let v = include_str!("../../fuzz/seeds/card/uri_panic.vcf");

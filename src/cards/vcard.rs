@@ -15,9 +15,9 @@
 //!
 //! The owner is not written: whoever reads the vCard could not trust it.
 //!
-//! vcard4 parses URIs with `uriparse` 0.6, which panics on some malformed ones instead of
+//! vcard4 0.7 and the `uriparse` 0.6 it parses URIs with panic on some input instead of
 //! returning an error (found by the `card` fuzz target: a `TEL` value such as
-//! `x@ytel:+86…`). A vCard comes from anyone who can mail the gateway, so every call into
+//! `x@ytel:+86…`, a `BDAY` starting with a non-ASCII character). A vCard comes from anyone who can mail the gateway, so every call into
 //! that parser is made under `catch_unwind` and a panic is a refusal of that vCard.
 
 use vcard4::property::{
