@@ -470,3 +470,21 @@ async fn a_users_own_card_comes_from_the_directory() {
     let after = metric(&h.metrics().await, "switchboard_cards_total{door=\"api\"}");
     assert!(after >= 1.0, "counted");
 }
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_before_they_are_read_as_cards() {
+    let h = start(|_| {}).await;
+    let big = "x".repeat(h.cfg.http.max_body_bytes + 1);
+    for path in ["/v1/cards", "/v1/users/bob/contacts"] {
+        let r = h
+            .http
+            .post(format!("{}{path}", h.base))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413, "{path}");
+    }
+}
